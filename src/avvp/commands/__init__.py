@@ -1,0 +1,1 @@
+"""One module per ``avvp`` verb (see ``avvp.cli``)."""

@@ -1,0 +1,1 @@
+"""LLP layout: annotations, features, consolidated cache, synthetic data."""

@@ -1,0 +1,249 @@
+"""Reading and validating the LLP annotation CSVs (SPEC section 2).
+
+Weak-label files (``AVVP_train.csv``, ``AVVP_val_pd.csv``, ``AVVP_test_pd.csv``) have one video a
+row; dense files (``AVVP_eval_audio.csv``, ``AVVP_eval_visual.csv``) one event a row. Every file is
+tab-separated with a header. Malformed input raises :class:`AnnotationError` naming the file and
+row; rows that the reference evaluation silently ignores (orphans, zero-length or reversed
+intervals) are kept out of the labels exactly as the reference does, and listed in one
+:class:`AnnotationWarning` per file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import warnings
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from avvp.classes import NUM_CLASSES, NUM_SEGMENTS, UnknownClassError, class_index
+
+SPLITS = ("train", "val", "test")
+SPLIT_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
+VISUAL_GT_FILE = "AVVP_eval_visual.csv"
+WEAK_HEADER = ["filename", "event_labels"]
+DENSE_HEADER = ["filename", "onset", "offset", "event_labels"]
+FILENAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{11}_[0-9.]+_[0-9.]+")
+VIDEO_ID_LENGTH = 11
+
+
+class AudioGroundTruth(str, Enum):
+    """Which audio ground truth to evaluate against."""
+
+    V2024 = "2024"
+    PRE2024 = "pre2024"
+
+    @property
+    def filename(self) -> str:
+        return "AVVP_eval_audio.csv" if self is AudioGroundTruth.V2024 else (
+            "AVVP_eval_audio_pre2024.csv"
+        )
+
+    @classmethod
+    def parse(cls, value: str | AudioGroundTruth) -> AudioGroundTruth:
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in cls)
+            raise ValueError(f"unknown audio ground truth {value!r}; expected one of {allowed}") from None
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file; the message names the file and row."""
+
+
+class AnnotationWarning(UserWarning):
+    """Rows that the reference evaluation ignores silently, listed so that nobody is surprised."""
+
+
+def video_id(filename: str) -> str:
+    """The YouTube id keying the feature files: the first 11 characters of the filename."""
+    return filename[:VIDEO_ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class WeakLabels:
+    """Video-level labels of one split, in file order."""
+
+    path: Path
+    filenames: tuple[str, ...]
+    labels: np.ndarray  # (V, C) uint8
+
+    @property
+    def video_ids(self) -> tuple[str, ...]:
+        return tuple(video_id(name) for name in self.filenames)
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+
+@dataclass(frozen=True)
+class DenseLabels:
+    """Segment-level ground truth of one split for both streams, shape (V, T, C), bool."""
+
+    audio: np.ndarray
+    visual: np.ndarray
+    ignored_rows: tuple[str, ...] = field(default=())
+
+    @property
+    def audio_visual(self) -> np.ndarray:
+        return self.audio & self.visual
+
+
+def _read_rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
+    """Rows of a tab-separated file as (line number, fields), header checked."""
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        try:
+            found = next(reader)
+        except StopIteration:
+            raise AnnotationError(f"{path}: empty file, expected header {header}") from None
+        if [column.strip() for column in found] != header:
+            raise AnnotationError(f"{path}: line 1: header {found} is not {header} (tab-separated)")
+        rows = []
+        for row in reader:
+            if not row or all(not value.strip() for value in row):
+                continue
+            if len(row) != len(header):
+                raise AnnotationError(
+                    f"{path}: line {reader.line_num}: expected {len(header)} tab-separated fields "
+                    f"{header}, found {len(row)}: {row}"
+                )
+            rows.append((reader.line_num, [value.strip() for value in row]))
+    return rows
+
+
+def read_weak_labels(path: str | Path) -> WeakLabels:
+    """Read a split file (``filename``, comma-joined ``event_labels``)."""
+    path = Path(path)
+    filenames: list[str] = []
+    labels: list[np.ndarray] = []
+    seen: dict[str, int] = {}
+    for line, (filename, events) in _read_rows(path, WEAK_HEADER):
+        where = f"{path}: line {line}"
+        if not FILENAME_PATTERN.fullmatch(filename):
+            raise AnnotationError(
+                f"{where}: filename {filename!r} is not '<11-char YouTube id>_<start>_<end>'"
+            )
+        key = video_id(filename)
+        if key in seen:
+            raise AnnotationError(f"{where}: video id {key!r} already on line {seen[key]}")
+        seen[key] = line
+        names = [name.strip() for name in events.split(",") if name.strip()]
+        if not names:
+            raise AnnotationError(f"{where}: video {filename!r} has no event label")
+        row = np.zeros(NUM_CLASSES, dtype=np.uint8)
+        try:
+            for name in names:
+                row[class_index(name, where)] = 1
+        except UnknownClassError as error:
+            raise AnnotationError(str(error)) from None
+        filenames.append(filename)
+        labels.append(row)
+    if not filenames:
+        raise AnnotationError(f"{path}: no videos")
+    return WeakLabels(path, tuple(filenames), np.stack(labels))
+
+
+def read_dense_labels(
+    path: str | Path,
+    filenames: tuple[str, ...] | list[str],
+    known_filenames: set[str] | None = None,
+    num_segments: int = NUM_SEGMENTS,
+    warn: bool = True,
+) -> tuple[np.ndarray, list[str]]:
+    """Segment labels (V, T, C) for ``filenames`` from a dense file (one event a row).
+
+    A row sets ``labels[video, onset:offset, class]`` for the video whose filename equals the row's
+    exactly, with Python slice semantics as in the reference evaluation. Rows that match no video in
+    ``known_filenames`` (default: ``filenames``) and rows whose interval covers nothing (zero-length,
+    reversed or outside 0..T) are returned and warned about; they change no label, as in the
+    reference. Rows of other known videos (e.g. val rows when reading test) are skipped quietly.
+    """
+    path = Path(path)
+    index = {name: i for i, name in enumerate(filenames)}
+    known = set(filenames) if known_filenames is None else known_filenames | set(filenames)
+    labels = np.zeros((len(filenames), num_segments, NUM_CLASSES), dtype=bool)
+    ignored: list[str] = []
+    for line, (filename, onset_text, offset_text, event) in _read_rows(path, DENSE_HEADER):
+        where = f"{path}: line {line}"
+        try:
+            onset, offset = int(onset_text), int(offset_text)
+        except ValueError:
+            raise AnnotationError(
+                f"{where}: onset/offset must be integer seconds, found {onset_text!r}, {offset_text!r}"
+            ) from None
+        try:
+            klass = class_index(event, where)
+        except UnknownClassError as error:
+            raise AnnotationError(str(error)) from None
+        if filename not in known:
+            ignored.append(f"line {line}: {filename} {onset} {offset} {event} (no such video)")
+            continue
+        covered = range(num_segments)[onset:offset]
+        if len(covered) == 0:
+            ignored.append(f"line {line}: {filename} {onset} {offset} {event} (empty interval)")
+            continue
+        if filename in index:
+            labels[index[filename], onset:offset, klass] = True
+    if ignored and warn:
+        warnings.warn(
+            f"{path}: {len(ignored)} rows ignored, as the reference evaluation does:\n  "
+            + "\n  ".join(ignored),
+            AnnotationWarning,
+            stacklevel=2,
+        )
+    return labels, ignored
+
+
+class LLPAnnotations:
+    """The annotation folder of an LLP-layout dataset: split files and dense ground truth."""
+
+    def __init__(self, root: str | Path, audio_gt: str | AudioGroundTruth = AudioGroundTruth.V2024):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"annotation folder not found: {self.root}")
+        self.audio_gt = AudioGroundTruth.parse(audio_gt)
+        self._weak: dict[str, WeakLabels] = {}
+        self._dense: dict[str, DenseLabels] = {}
+
+    def weak(self, split: str) -> WeakLabels:
+        _check_split(split)
+        if split not in self._weak:
+            self._weak[split] = read_weak_labels(self.root / SPLIT_FILES[split])
+        return self._weak[split]
+
+    def known_filenames(self) -> set[str]:
+        """Filenames of every split present (rows of the dense files matching none are orphans)."""
+        names: set[str] = set()
+        for split in SPLITS:
+            if (self.root / SPLIT_FILES[split]).is_file():
+                names.update(self.weak(split).filenames)
+        return names
+
+    def dense(self, split: str) -> DenseLabels:
+        """Dense audio and visual ground truth of a split (val or test in real LLP)."""
+        _check_split(split)
+        if split not in self._dense:
+            filenames = self.weak(split).filenames
+            known = self.known_filenames()
+            audio, ignored_audio = read_dense_labels(
+                self.root / self.audio_gt.filename, filenames, known
+            )
+            visual, ignored_visual = read_dense_labels(self.root / VISUAL_GT_FILE, filenames, known)
+            ignored = tuple(
+                [f"{self.audio_gt.filename} {row}" for row in ignored_audio]
+                + [f"{VISUAL_GT_FILE} {row}" for row in ignored_visual]
+            )
+            self._dense[split] = DenseLabels(audio, visual, ignored)
+        return self._dense[split]
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")

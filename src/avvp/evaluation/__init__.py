@@ -1,0 +1,1 @@
+"""The exact AVVP evaluation protocol (SPEC section 3)."""

@@ -1,0 +1,1 @@
+"""Training methods as plug-ins on the one trainer."""

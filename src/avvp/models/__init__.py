@@ -1,0 +1,1 @@
+"""Backbones registered by name; every model returns a ``ParseOutput``."""
