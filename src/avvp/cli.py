@@ -1,8 +1,8 @@
 """The ``avvp`` command line: ``main(argv) -> int``, one subcommand a verb.
 
-Each verb lives in ``avvp.commands.<module>`` with ``add_arguments(parser)`` and ``run(args) -> int``
-and is imported only when used, so ``avvp --help`` stays fast and one broken optional dependency
-(e.g. CLIP) never breaks the other verbs.
+Each verb lives in ``avvp.commands.<module>`` with ``add_arguments(parser)`` and
+``run(args) -> int``; a verb's heavy imports happen inside ``run``, so ``avvp --help`` stays fast
+and a missing optional dependency (e.g. CLIP) breaks only the verb that needs it.
 """
 
 from __future__ import annotations

@@ -26,8 +26,11 @@ def packaged_config(name: str) -> Config:
     """A YAML file shipped in ``avvp/configs`` (``base``, ``han``, ``poibin``, ...)."""
     path = resources.files("avvp") / "configs" / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.name[:-5] for p in (resources.files("avvp") / "configs").iterdir()
-                           if p.name.endswith(".yaml"))
+        available = sorted(
+            p.name[:-5]
+            for p in (resources.files("avvp") / "configs").iterdir()
+            if p.name.endswith(".yaml")
+        )
         raise ConfigError(f"no packaged config {name!r}; available: {', '.join(available)}")
     return yaml.safe_load(path.read_text()) or {}
 
@@ -40,11 +43,15 @@ def load_yaml(path: str | Path) -> Config:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: a config file must hold a mapping, found {type(loaded).__name__}")
+        raise ConfigError(
+            f"{path}: a config file must hold a mapping, found {type(loaded).__name__}"
+        )
     return loaded
 
 
-def merge(base: Mapping[str, Any], layer: Mapping[str, Any], where: str, open_keys: Iterable[str] = ()) -> Config:
+def merge(
+    base: Mapping[str, Any], layer: Mapping[str, Any], where: str, open_keys: Iterable[str] = ()
+) -> Config:
     """``base`` updated by ``layer``; keys not in ``base`` are errors except under ``open_keys``."""
     merged = copy.deepcopy(dict(base))
     open_keys = set(open_keys)

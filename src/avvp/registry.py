@@ -56,5 +56,5 @@ def available(kind: str, pattern: str = "*") -> list[str]:
 
 def _import_builtins() -> None:
     # Registration happens at import; importing here means a caller never sees an empty registry.
-    import avvp.methods  # noqa: F401
+    import avvp.methods
     import avvp.models  # noqa: F401

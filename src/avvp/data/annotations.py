@@ -14,7 +14,7 @@ import csv
 import re
 import warnings
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ FILENAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{11}_[0-9.]+_[0-9.]+")
 VIDEO_ID_LENGTH = 11
 
 
-class AudioGroundTruth(str, Enum):
+class AudioGroundTruth(StrEnum):
     """Which audio ground truth to evaluate against."""
 
     V2024 = "2024"
@@ -38,8 +38,10 @@ class AudioGroundTruth(str, Enum):
 
     @property
     def filename(self) -> str:
-        return "AVVP_eval_audio.csv" if self is AudioGroundTruth.V2024 else (
-            "AVVP_eval_audio_pre2024.csv"
+        return (
+            "AVVP_eval_audio.csv"
+            if self is AudioGroundTruth.V2024
+            else ("AVVP_eval_audio_pre2024.csv")
         )
 
     @classmethod
@@ -48,7 +50,9 @@ class AudioGroundTruth(str, Enum):
             return cls(value)
         except ValueError:
             allowed = ", ".join(member.value for member in cls)
-            raise ValueError(f"unknown audio ground truth {value!r}; expected one of {allowed}") from None
+            raise ValueError(
+                f"unknown audio ground truth {value!r}; expected one of {allowed}"
+            ) from None
 
 
 class AnnotationError(ValueError):
@@ -161,9 +165,9 @@ def read_dense_labels(
 
     A row sets ``labels[video, onset:offset, class]`` for the video whose filename equals the row's
     exactly, with Python slice semantics as in the reference evaluation. Rows that match no video in
-    ``known_filenames`` (default: ``filenames``) and rows whose interval covers nothing (zero-length,
-    reversed or outside 0..T) are returned and warned about; they change no label, as in the
-    reference. Rows of other known videos (e.g. val rows when reading test) are skipped quietly.
+    ``known_filenames`` (default: ``filenames``) and rows whose interval covers nothing
+    (zero-length, reversed or outside 0..T) are returned and warned about; they change no label,
+    as in the reference. Rows of other known videos (val rows when reading test) pass quietly.
     """
     path = Path(path)
     index = {name: i for i, name in enumerate(filenames)}
@@ -176,7 +180,8 @@ def read_dense_labels(
             onset, offset = int(onset_text), int(offset_text)
         except ValueError:
             raise AnnotationError(
-                f"{where}: onset/offset must be integer seconds, found {onset_text!r}, {offset_text!r}"
+                f"{where}: onset/offset must be integer seconds, "
+                f"found {onset_text!r}, {offset_text!r}"
             ) from None
         try:
             klass = class_index(event, where)

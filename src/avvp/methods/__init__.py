@@ -1,1 +1,6 @@
-"""Training methods as plug-ins on the one trainer."""
+"""Training methods as plug-ins on the one trainer, created by name from the registry."""
+
+from avvp.methods import han  # noqa: F401
+from avvp.methods.base import Batch, Method
+
+__all__ = ["Batch", "Method"]

@@ -1,0 +1,108 @@
+"""HAN: the hybrid attention network of Tian et al. (ECCV 2020), SPEC section 4.
+
+The stem projects each configured feature set to ``d_model`` and fuses the sets of a stream; a
+hybrid attention layer (self-attention within a stream plus cross-attention to the other, shared
+weights for both streams) contextualises the segments; a registered pooling turns the (B, T, 2, D)
+features into probabilities. Works for any number of segments T (PoiBin joins two videos).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from avvp.classes import NUM_CLASSES
+from avvp.models.base import ParseOutput
+from avvp.registry import create, register
+
+
+class StreamStem(nn.Module):
+    """Linear projection of each feature set of one stream, fused by a linear layer if several.
+
+    No activations, as in HAN: with one linear map per set, averaging frames before or after the
+    projection is the same, which is why the cache stores segment-averaged features.
+    """
+
+    def __init__(self, dims: Mapping[str, int], names: Sequence[str], d_model: int):
+        super().__init__()
+        if not names:
+            raise ValueError("a stream needs at least one feature set")
+        missing = [name for name in names if name not in dims]
+        if missing:
+            raise ValueError(f"feature sets {missing} have no dimension in features.dims")
+        self.names = list(names)
+        self.projections = nn.ModuleDict({name: nn.Linear(dims[name], d_model) for name in names})
+        self.fusion = nn.Linear(d_model * len(names), d_model) if len(names) > 1 else None
+
+    def forward(self, features: Mapping[str, Tensor]) -> Tensor:
+        projected = [self.projections[name](features[name]) for name in self.names]
+        if self.fusion is None:
+            return projected[0]
+        return self.fusion(torch.cat(projected, dim=-1))
+
+
+class HybridAttentionLayer(nn.Module):
+    """``q = LN(q + drop(cross(q, o, o)) + drop(self(q, q, q)))``, then a post-norm feed-forward."""
+
+    def __init__(self, d_model: int, num_heads: int, feedforward: int, dropout: float):
+        super().__init__()
+        self.self_attention = nn.MultiheadAttention(d_model, num_heads, dropout, batch_first=True)
+        self.cross_attention = nn.MultiheadAttention(d_model, num_heads, dropout, batch_first=True)
+        self.linear1 = nn.Linear(d_model, feedforward)
+        self.linear2 = nn.Linear(feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout_cross = nn.Dropout(dropout)
+        self.dropout_self = nn.Dropout(dropout)
+        self.dropout_ff = nn.Dropout(dropout)
+        self.dropout_out = nn.Dropout(dropout)
+
+    def forward(self, query: Tensor, other: Tensor) -> Tensor:
+        cross = self.cross_attention(query, other, other, need_weights=False)[0]
+        itself = self.self_attention(query, query, query, need_weights=False)[0]
+        query = self.norm1(query + self.dropout_cross(cross) + self.dropout_self(itself))
+        hidden = self.linear2(self.dropout_ff(F.relu(self.linear1(query))))
+        return self.norm2(query + self.dropout_out(hidden))
+
+
+class HAN(nn.Module):
+    def __init__(
+        self,
+        feature_dims: Mapping[str, int],
+        audio_features: Sequence[str] = ("vggish",),
+        visual_features: Sequence[str] = ("res152", "r2plus1d_18"),
+        d_model: int = 512,
+        num_heads: int = 1,
+        feedforward: int = 512,
+        dropout: float = 0.1,
+        num_layers: int = 1,
+        num_classes: int = NUM_CLASSES,
+        pooling: str = "attentive_mmil",
+    ):
+        super().__init__()
+        self.audio_stem = StreamStem(feature_dims, audio_features, d_model)
+        self.visual_stem = StreamStem(feature_dims, visual_features, d_model)
+        self.layers = nn.ModuleList(
+            HybridAttentionLayer(d_model, num_heads, feedforward, dropout)
+            for _ in range(num_layers)
+        )
+        self.pooling = create("pooling", pooling, d_model=d_model, num_classes=num_classes)
+
+    def encode(self, features: Mapping[str, Tensor]) -> Tensor:
+        """Per-segment features (B, T, 2, d_model) before the pooling."""
+        audio, visual = self.audio_stem(features), self.visual_stem(features)
+        for layer in self.layers:
+            audio, visual = layer(audio, visual), layer(visual, audio)
+        return torch.stack((audio, visual), dim=2)
+
+    def forward(self, features: Mapping[str, Tensor]) -> ParseOutput:
+        return self.pooling(self.encode(features))
+
+
+@register("model", "han")
+def han(**kwargs) -> HAN:
+    """HAN as in SPEC section 4 (one hybrid attention layer, d_model 512, one head)."""
+    return HAN(**kwargs)

@@ -1,0 +1,70 @@
+"""Rebuilding a trained run from its best checkpoint alone, and scoring or predicting with it."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avvp.config import Config, merge, parse_overrides
+from avvp.io_utils import write_json
+from avvp.methods.base import Method
+from avvp.registry import create
+from avvp.training.trainer import BEST_CHECKPOINT, build_model, resolve_device
+
+
+def load_run(
+    run_dir: str | Path, device: str = "cpu", overrides: list[str] = ()
+) -> tuple[Config, nn.Module, Method]:
+    """(config, model, method) of a run's best checkpoint; ``overrides`` adjust data or eval."""
+    path = Path(run_dir) / BEST_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: is {run_dir} a finished or running `avvp train` run?"
+        )
+    checkpoint = torch.load(path, map_location=resolve_device(device), weights_only=False)
+    config = merge(copy.deepcopy(checkpoint["config"]), parse_overrides(overrides), "")
+    model = build_model(config)
+    model.load_state_dict(checkpoint["model"])
+    model.to(resolve_device(device)).eval()
+    method: Method = create("method", config["method"]["name"], config=config, train_data=None)
+    method.load_state_dict(checkpoint["method"])
+    return config, model, method
+
+
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides from the evaluate/predict command-line flags that were given."""
+    flags = {
+        "data": "data.root",
+        "annotations": "data.annotations",
+        "audio_gt": "data.audio_gt",
+        "iou": "eval.iou",
+        "gate": "eval.gate",
+        "threshold": "eval.threshold",
+    }
+    return [
+        f"{key}={getattr(args, flag)}"
+        for flag, key in flags.items()
+        if getattr(args, flag, None) is not None
+    ]
+
+
+def evaluate_run_command(args: argparse.Namespace) -> int:
+    """``avvp evaluate --run RUN --split test``: model -> predictions -> metrics."""
+    from avvp.evaluation.metrics import format_table
+    from avvp.training.data import load_splits
+    from avvp.training.inference import score_split
+
+    device = getattr(args, "device", None) or "cpu"
+    config, model, method = load_run(args.run, device, run_overrides(args))
+    data = load_splits(config, (args.split,), progress=False)[args.split]
+    metrics = score_split(model, method, data, config, resolve_device(device))
+    method_name, audio_gt = config["method"]["name"], config["data"]["audio_gt"]
+    print(f"{args.run} on {args.split} ({method_name}, audio GT {audio_gt})")
+    print(format_table(metrics))
+    if getattr(args, "json", None):
+        write_json(args.json, metrics)
+    return 0

@@ -1,0 +1,69 @@
+"""Model -> probabilities -> binary parse -> metrics, for a whole split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from avvp.config import Config
+from avvp.data.dataset import SplitData
+from avvp.evaluation.metrics import binarize, evaluate
+from avvp.methods.base import Method
+from avvp.training.batches import feature_names, make_batch
+
+INFERENCE_BATCH_SIZE = 64
+
+
+@dataclass
+class SplitProbabilities:
+    """Probabilities for every video of a split, in split order."""
+
+    segment_prob: np.ndarray  # (V, T, 2, C)
+    video_prob: np.ndarray  # (V, C)
+    video_prob_audio: np.ndarray  # (V, C)
+    video_prob_visual: np.ndarray  # (V, C)
+
+    def binarize(self, eval_config: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(pred_audio, pred_visual), each (V, T, C) bool, under the configured rule."""
+        return binarize(
+            self.segment_prob[:, :, 0],
+            self.segment_prob[:, :, 1],
+            self.video_prob,
+            threshold=eval_config["threshold"],
+            gate=eval_config["gate"],
+            video_prob_audio=self.video_prob_audio,
+            video_prob_visual=self.video_prob_visual,
+        )
+
+
+@torch.no_grad()
+def predict_split(
+    model: nn.Module, method: Method, data: SplitData, names: list[str], device: torch.device
+) -> SplitProbabilities:
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {
+        key: [] for key in SplitProbabilities.__dataclass_fields__
+    }
+    for start in range(0, len(data), INFERENCE_BATCH_SIZE):
+        indices = np.arange(start, min(start + INFERENCE_BATCH_SIZE, len(data)))
+        batch = make_batch(data, indices, names).to(device)
+        output = method.infer(model, batch.features)
+        for key in parts:
+            parts[key].append(getattr(output, key).float().cpu().numpy())
+    return SplitProbabilities(**{key: np.concatenate(value) for key, value in parts.items()})
+
+
+def score_split(
+    model: nn.Module, method: Method, data: SplitData, config: Config, device: torch.device
+) -> dict[str, dict[str, float]]:
+    """The ten numbers of the evaluation protocol for ``data`` (which must have dense labels)."""
+    if data.dense is None:
+        raise ValueError(f"split {data.split!r} has no dense ground truth to score against")
+    probabilities = predict_split(model, method, data, feature_names(config), device)
+    pred_audio, pred_visual = probabilities.binarize(config["eval"])
+    return evaluate(
+        pred_audio, pred_visual, data.dense.audio, data.dense.visual, iou=config["eval"]["iou"]
+    )
