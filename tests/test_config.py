@@ -1,0 +1,54 @@
+import pytest
+
+from avvp.config import ConfigError, merge, parse_overrides, resolve_config
+
+
+def test_resolve_han_defaults_and_overrides():
+    config = resolve_config(
+        "han", overrides=["optim.lr=1e-3", "optim.epochs=5", "eval.gate=modality"]
+    )
+    assert config["method"]["name"] == "han"
+    assert config["optim"]["lr"] == pytest.approx(1e-3)
+    assert isinstance(config["optim"]["lr"], float)
+    assert config["optim"]["epochs"] == 5
+    assert config["eval"]["gate"] == "modality"
+    assert config["features"]["dims"]["res152"] == 2048
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(ConfigError, match=r"optim\.lrr"):
+        resolve_config("han", overrides=["optim.lrr=1"])
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(ConfigError, match=r"optim\.epochs"):
+        resolve_config("han", overrides=["optim.epochs=many"])
+    with pytest.raises(ConfigError, match=r"data\.cache"):
+        resolve_config("han", overrides=["data.cache=3"])
+
+
+def test_int_accepted_where_float_expected():
+    assert resolve_config("han", overrides=["optim.lr=1"])["optim"]["lr"] == 1.0
+
+
+def test_user_file_layer(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("optim:\n  batch_size: 4\nfeatures:\n  dims: {clip: 768}\n")
+    with pytest.raises(ConfigError, match=r"features\.dims\.clip"):
+        resolve_config("han", config_file=path)
+
+
+def test_unknown_method_preset():
+    with pytest.raises(ConfigError, match="no packaged config"):
+        resolve_config("nonexistent")
+
+
+def test_parse_overrides_nested():
+    assert parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
+    with pytest.raises(ConfigError):
+        parse_overrides(["novalue"])
+
+
+def test_merge_open_keys():
+    merged = merge({"method": {"name": "x"}}, {"method": {"tau": 0.1}}, "", open_keys=("method",))
+    assert merged["method"] == {"name": "x", "tau": 0.1}
