@@ -245,8 +245,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.method.after_optimizer_step(self)
-            values = {f"loss.{name}": float(value) for name, value in losses.items()} | report
-            values["loss.total"] = float(loss)
+            values = {f"loss.{name}": value.item() for name, value in losses.items()} | report
+            values["loss.total"] = loss.item()
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix(loss=f"{float(loss):.4f}")
