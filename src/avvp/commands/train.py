@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from avvp.evaluation.metrics import format_table
     from avvp.evaluation.summary import format_summary_table, summarize
     from avvp.training import distributed
-    from avvp.training.data import load_splits
+    from avvp.training.data import load_hidden_train_labels, load_splits
     from avvp.training.trainer import Trainer
 
     overrides = list(args.overrides)
@@ -53,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
     base = resolve_config(args.method, args.config, overrides)
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [base["seed"]]
     data = load_splits(base, progress=base["train"]["progress"])
+    hidden = load_hidden_train_labels(base)
     results = []
     for seed in seeds:
         config = {**base, "seed": seed}
         run_dir = args.out / f"seed-{seed}" if args.seeds else args.out
-        results.append(Trainer(config, run_dir, data).fit())
+        results.append(Trainer(config, run_dir, data, hidden).fit())
         if distributed.is_main_process():
             print(f"\n{config['method']['name']} seed {seed}: test metrics ({run_dir})")
             print(format_table(results[-1]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from avvp.config import Config
+from avvp.data.annotations import DenseLabels
 from avvp.data.dataset import SplitData, load_split
 
 SYNTHETIC = "synthetic"
@@ -41,3 +42,14 @@ def load_splits(
         )
         for split in splits
     }
+
+
+def load_hidden_train_labels(config: Config) -> DenseLabels | None:
+    """Hidden per-stream train segment labels of a synthetic dataset, for diagnostics only.
+
+    Real LLP has none. Nothing that trains may read them; methods log how close their pseudo labels
+    or counts come to them, which is how a user sees EM at work on synthetic data.
+    """
+    from avvp.data.synthetic import load_hidden_train_labels as load
+
+    return load(data_root(config))

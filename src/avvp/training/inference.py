@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,7 @@ from avvp.config import Config
 from avvp.data.dataset import SplitData
 from avvp.evaluation.metrics import binarize, evaluate
 from avvp.methods.base import Method
+from avvp.models.base import ParseOutput
 from avvp.training.batches import feature_names, make_batch
 
 INFERENCE_BATCH_SIZE = 64
@@ -40,6 +42,24 @@ class SplitProbabilities:
 
 
 @torch.no_grad()
+def iterate_outputs(
+    infer: Callable[[dict[str, torch.Tensor]], ParseOutput],
+    data: SplitData,
+    names: list[str],
+    device: torch.device,
+    batch_size: int = INFERENCE_BATCH_SIZE,
+) -> Iterator[tuple[np.ndarray, ParseOutput]]:
+    """(split positions, output) for consecutive batches of a whole split, gradients off.
+
+    Methods use it between epochs (PoiBin's EM over tau, PPL's prototypes); ``infer`` is a model,
+    an EMA copy, or a method's inference rule, already in eval mode.
+    """
+    for start in range(0, len(data), batch_size):
+        indices = np.arange(start, min(start + batch_size, len(data)))
+        batch = make_batch(data, indices, names).to(device)
+        yield indices, infer(batch.features)
+
+
 def predict_split(
     model: nn.Module, method: Method, data: SplitData, names: list[str], device: torch.device
 ) -> SplitProbabilities:
@@ -47,10 +67,7 @@ def predict_split(
     parts: dict[str, list[np.ndarray]] = {
         key: [] for key in SplitProbabilities.__dataclass_fields__
     }
-    for start in range(0, len(data), INFERENCE_BATCH_SIZE):
-        indices = np.arange(start, min(start + INFERENCE_BATCH_SIZE, len(data)))
-        batch = make_batch(data, indices, names).to(device)
-        output = method.infer(model, batch.features)
+    for _, output in iterate_outputs(lambda f: method.infer(model, f), data, names, device):
         for key in parts:
             parts[key].append(getattr(output, key).float().cpu().numpy())
     return SplitProbabilities(**{key: np.concatenate(value) for key, value in parts.items()})

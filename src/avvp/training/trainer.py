@@ -26,6 +26,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from avvp.config import Config
+from avvp.data.annotations import DenseLabels
 from avvp.data.dataset import SplitData
 from avvp.io_utils import atomic_torch_save, atomic_write_text, write_json
 from avvp.methods.base import Method
@@ -91,8 +92,16 @@ def metric_value(metrics: dict[str, dict[str, float]], dotted: str) -> float:
 class Trainer:
     """Trains ``config['method']`` on ``data['train']``, validating on ``data['val']``."""
 
-    def __init__(self, config: Config, run_dir: str | Path, data: dict[str, SplitData]):
+    def __init__(
+        self,
+        config: Config,
+        run_dir: str | Path,
+        data: dict[str, SplitData],
+        hidden_train_labels: DenseLabels | None = None,
+    ):
         self.config = config
+        # Diagnostics only (synthetic data): methods may log against them, never train on them.
+        self.hidden_train_labels = hidden_train_labels
         self.run_dir = Path(run_dir)
         self.data = data
         self.progress = bool(config["train"]["progress"]) and distributed.is_main_process()
