@@ -130,7 +130,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.method.setup(self)
 
-    # ---- state -------------------------------------------------------------------------------
+    # ---- state
     def state_dict(self) -> dict[str, Any]:
         return {
             "config": self.config,
@@ -173,7 +173,7 @@ class Trainer:
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
         return True
 
-    # ---- loop --------------------------------------------------------------------------------
+    # ---- loop
     def fit(self) -> dict[str, dict[str, float]]:
         """Train (resuming a killed run where it stopped), then score the best model on test."""
         resumed = self.resume_if_possible()
@@ -288,7 +288,7 @@ class Trainer:
         distributed.barrier()
         return test_metrics
 
-    # ---- run files -----------------------------------------------------------------------------
+    # ---- run files
     def _write_run_files(self, resumed: bool) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
