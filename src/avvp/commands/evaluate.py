@@ -1,0 +1,100 @@
+"""``avvp evaluate``: score prediction files, or a trained run, with the exact protocol.
+
+File mode scores any tool's parse: ``--pred-audio`` and ``--pred-visual`` in the dense evaluation
+format (see ``avvp.evaluation.io``) against the split's ground truth. Run mode (``--run``)
+rebuilds a trained model and scores its predictions (``avvp.training.evaluate_run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from avvp.data.annotations import AudioGroundTruth
+from avvp.evaluation.metrics import Gate, IoUMode
+
+EVAL_SPLITS = ("val", "test")
+RUN_ONLY = ("gate", "threshold", "device")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run", type=Path, default=None, help="run folder written by `avvp train` (run mode)"
+    )
+    parser.add_argument("--pred-audio", type=Path, default=None, help="audio predictions (TSV)")
+    parser.add_argument("--pred-visual", type=Path, default=None, help="visual predictions (TSV)")
+    parser.add_argument(
+        "--annotations", default=None, help="folder of the AVVP_*.csv files (default: --data)"
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="dataset folder; in file mode it stands for --annotations (the CSVs live there)",
+    )
+    parser.add_argument("--split", default="test", choices=EVAL_SPLITS)
+    parser.add_argument(
+        "--audio-gt",
+        default=None,
+        choices=[member.value for member in AudioGroundTruth],
+        help="audio ground truth: 2024 (fixed) or pre2024 (what published papers used); "
+        "default 2024, or the run's config in run mode",
+    )
+    parser.add_argument(
+        "--iou",
+        default=None,
+        choices=[member.value for member in IoUMode],
+        help="inclusive: event IoU >= 0.5 matches (SPEC); han_code: IoU / (union + 1e-12) as "
+        "the HAN code; default inclusive, or the run's config in run mode",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    run_only = parser.add_argument_group("run mode only")
+    run_only.add_argument("--gate", default=None, choices=[member.value for member in Gate])
+    run_only.add_argument("--threshold", default=None, type=float, help="segment threshold")
+    run_only.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        if args.pred_audio is not None or args.pred_visual is not None:
+            raise ValueError("give either --run or --pred-audio/--pred-visual, not both")
+        from avvp.training.evaluate_run import evaluate_run_command
+
+        return evaluate_run_command(args)
+    return _evaluate_files(args)
+
+
+def _evaluate_files(args: argparse.Namespace) -> int:
+    """Score two prediction files against the split's dense ground truth."""
+    from avvp.data.annotations import LLPAnnotations
+    from avvp.evaluation.io import read_predictions
+    from avvp.evaluation.metrics import evaluate, format_table
+
+    if args.pred_audio is None or args.pred_visual is None:
+        raise ValueError("file mode needs both --pred-audio and --pred-visual (or give --run)")
+    given = [f"--{name}" for name in RUN_ONLY if getattr(args, name) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} only apply with --run; prediction files are binary")
+    root = args.annotations or args.data
+    if root is None:
+        raise ValueError("file mode needs --annotations DIR (or --data DIR) holding AVVP_*.csv")
+    annotations = LLPAnnotations(root, args.audio_gt or AudioGroundTruth.V2024)
+    iou = IoUMode.parse(args.iou or IoUMode.INCLUSIVE)
+    filenames = annotations.weak(args.split).filenames
+    truth = annotations.dense(args.split)
+    metrics = evaluate(
+        read_predictions(args.pred_audio, filenames),
+        read_predictions(args.pred_visual, filenames),
+        truth.audio,
+        truth.visual,
+        iou=iou,
+    )
+    print(
+        f"{args.pred_audio} + {args.pred_visual} on {args.split} ({len(filenames)} videos, "
+        f"audio GT {annotations.audio_gt.value}, IoU {iou.value})"
+    )
+    print(format_table(metrics))
+    if args.json is not None:
+        from avvp.io_utils import write_json
+
+        write_json(args.json, metrics)
+    return 0
