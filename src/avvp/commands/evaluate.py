@@ -43,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--iou",
         default=None,
         choices=[member.value for member in IoUMode],
-        help="inclusive: event IoU >= 0.5 matches (SPEC); han_code: IoU / (union + 1e-12) as "
-        "the HAN code; default inclusive, or the run's config in run mode",
+        help="inclusive: event IoU >= 0.5 matches (SPEC); han_code: intersection / "
+        "(union + 1e-12) >= 0.5, so IoU = 0.5 misses; default inclusive, or the run's config in "
+        "run mode",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
     run_only = parser.add_argument_group("run mode only")
