@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-HAN_EPSILON = 1e-12  # the han_code reading's IoU denominator is union + 1e-12
+EXCLUSIVE_EPSILON = 1e-12  # the exclusive reading's IoU denominator is union + 1e-12
 LEVELS = ("segment", "event")
 SCORES = ("audio", "visual", "audio_visual", "event")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from naive_eval import (
-    HAN_EPSILON,
+    EXCLUSIVE_EPSILON,
     extract_events,
     naive_binarize,
     naive_class_f1,
@@ -37,7 +37,7 @@ from avvp.evaluation import (
 )
 
 LLP = Path(__file__).resolve().parents[1].parent / "shared" / "llp"
-EPSILON = {"inclusive": 0.0, "han_code": HAN_EPSILON}
+EPSILON = {"inclusive": 0.0, "exclusive": EXCLUSIVE_EPSILON}
 
 
 def random_parse(rng: np.random.Generator, videos: int, segments: int, classes: int):
@@ -92,14 +92,14 @@ def assert_same_metrics(actual: dict, expected: dict, tolerance: float = 1e-9) -
 # --- the vectorised protocol against the naive one ------------------------------------------
 
 
-@pytest.mark.parametrize("iou", ["inclusive", "han_code"])
+@pytest.mark.parametrize("iou", ["inclusive", "exclusive"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_naive_on_random_parses(seed, iou):
     case = random_case(seed, videos=300)
     assert_same_metrics(evaluate(*case, iou=iou), naive_evaluate(*case, epsilon=EPSILON[iou]))
 
 
-@pytest.mark.parametrize("iou", ["inclusive", "han_code"])
+@pytest.mark.parametrize("iou", ["inclusive", "exclusive"])
 def test_per_video_scores_and_class_f1_match_naive(iou):
     case = random_case(2, videos=100)
     result = evaluate_detailed(*case, iou=iou)
@@ -115,7 +115,7 @@ def test_per_video_scores_and_class_f1_match_naive(iou):
 @pytest.mark.parametrize("segments", [1, 2, 3, 17])
 def test_matches_naive_for_other_segment_counts(segments):
     case = random_case(10 + segments, videos=80, segments=segments, classes=7)
-    for iou in ("inclusive", "han_code"):
+    for iou in ("inclusive", "exclusive"):
         assert_same_metrics(evaluate(*case, iou=iou), naive_evaluate(*case, epsilon=EPSILON[iou]))
 
 
@@ -123,9 +123,9 @@ def test_random_cases_exercise_the_iou_boundary():
     # Without IoU = 0.5 pairs in the random data the two modes would be indistinguishable and
     # the comparisons above would not test the boundary.
     case = random_case(0, videos=300)
-    inclusive, han_code = evaluate(*case), evaluate(*case, iou="han_code")
-    assert inclusive["event"]["audio"] > han_code["event"]["audio"]
-    assert inclusive["segment"] == han_code["segment"]
+    inclusive, exclusive = evaluate(*case), evaluate(*case, iou="exclusive")
+    assert inclusive["event"]["audio"] > exclusive["event"]["audio"]
+    assert inclusive["segment"] == exclusive["segment"]
 
 
 def test_accepts_numbers_and_bools_alike():
@@ -164,7 +164,7 @@ def test_iou_of_exactly_one_half_is_a_match_only_when_inclusive():
     # Predicted [0, 2) against true [0, 4): IoU 2 / 4.
     case = single_video(pa=[(0, 0, 2)], pv=[(0, 0, 2)], ga=[(0, 0, 4)], gv=[(0, 0, 4)])
     assert evaluate(*case)["event"]["audio"] == 100.0
-    assert evaluate(*case, iou=IoUMode.HAN_CODE)["event"]["audio"] == 0.0
+    assert evaluate(*case, iou=IoUMode.EXCLUSIVE)["event"]["audio"] == 0.0
     assert evaluate(*case)["segment"]["audio"] == pytest.approx(100 * 2 * 2 / (2 * 2 + 2))
 
 
@@ -238,7 +238,7 @@ def test_rejects_nan_and_non_binary_values_with_their_position():
 
 def test_unknown_iou_mode_lists_the_allowed_values():
     with pytest.raises(
-        ValueError, match="unknown iou mode 'strict'; expected one of inclusive, han"
+        ValueError, match="unknown iou mode 'strict'; expected one of inclusive, exclusive"
     ):
         evaluate(*random_case(0, videos=2), iou="strict")
 
@@ -380,13 +380,13 @@ def test_spec_reference_table(split, audio_gt, name):
 
 
 @pytest.mark.real_data
-def test_han_code_reading_misses_iou_one_half_on_real_data():
+def test_exclusive_reading_misses_iou_one_half_on_real_data():
     annotations = real_annotations("2024")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         truth = annotations.dense("test")
         pred_audio, pred_visual = predictor("weak", annotations, "test")
-    metrics = evaluate(pred_audio, pred_visual, truth.audio, truth.visual, iou="han_code")
+    metrics = evaluate(pred_audio, pred_visual, truth.audio, truth.visual, iou="exclusive")
     assert round(metrics["event"]["audio"], 2) == 58.44
     assert round(metrics["segment"]["audio"], 2) == 76.12
 
@@ -531,10 +531,10 @@ def cli_args(tmp_path: Path, *extra: str) -> list[str]:
     [
         (["--annotations", "{root}", "--split", "test"], "audio", "2024", "inclusive"),
         (
-            ["--data", "{root}", "--audio-gt", "pre2024", "--iou", "han_code"],
+            ["--data", "{root}", "--audio-gt", "pre2024", "--iou", "exclusive"],
             "pre2024",
             "pre2024",
-            "han_code",
+            "exclusive",
         ),
     ],
 )

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--iou",
         default=None,
         choices=[member.value for member in IoUMode],
-        help="inclusive: event IoU >= 0.5 matches (SPEC); han_code: intersection / "
+        help="inclusive: event IoU >= 0.5 matches (SPEC, HAN code); exclusive: intersection / "
         "(union + 1e-12) >= 0.5, so IoU = 0.5 misses; default inclusive, or the run's config in "
         "run mode",
     )
