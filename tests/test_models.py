@@ -114,7 +114,7 @@ def naive_attentive_pooling(pooling, features):
                         * prob[t][m]
                         * (math.exp(stream_score[t][m]) / stream_normaliser)
                     )
-            video[b, c] = total
+            video[b, c] = min(total, 1.0)
     return video, per_stream
 
 
@@ -145,3 +145,28 @@ def test_attentive_pooling_limits():
     with torch.no_grad():
         constant = pooling(torch.ones(1, 10, 2, 8))
     torch.testing.assert_close(constant.video_prob, constant.segment_prob[:, 0, 0])
+
+
+def test_global_probability_is_clamped_where_the_two_softmaxes_sum_past_one():
+    # Time attention picks segment 0 in the audio stream and segment 1 in the visual one, and
+    # modality attention picks exactly those (t, m): HAN's raw global sum is then close to 2.
+    pooling = AttentiveMMILPooling(d_model=3, num_classes=1)
+    with torch.no_grad():
+        for layer, axis in ((pooling.classifier, 0), (pooling.time_attention, 1)):
+            layer.weight.zero_()
+            layer.bias.zero_()
+            layer.weight[0, axis] = 1.0
+        pooling.modality_attention.weight.zero_()
+        pooling.modality_attention.bias.zero_()
+        pooling.modality_attention.weight[0, 2] = 1.0
+    features = torch.zeros(1, 4, 2, 3)
+    features[..., 0] = 20.0
+    for t, m in ((0, 0), (1, 1)):
+        features[0, t, m, 1:] = 20.0
+    raw = (
+        torch.softmax(pooling.time_attention(features), dim=1)
+        * pooling(features).segment_prob
+        * torch.softmax(pooling.modality_attention(features), dim=2)
+    ).sum()
+    assert float(raw) > 1.9, float(raw)
+    assert float(pooling(features).video_prob) == 1.0

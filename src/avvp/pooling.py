@@ -30,7 +30,10 @@ class AttentiveMMILPooling(nn.Module):
         modality_weights = torch.softmax(self.modality_attention(features), dim=2)
         weighted = time_weights * segment_prob
         stream_prob = weighted.sum(dim=1)  # (B, 2, C)
-        video_prob = (weighted * modality_weights).sum(dim=(1, 2))
+        # Two softmaxes multiplied without renormalising (as in HAN) can sum to up to 2; the
+        # loss clamps anyway and the gate compares with 0.5, so clamping changes neither
+        # training nor the parse, and keeps the output a probability.
+        video_prob = (weighted * modality_weights).sum(dim=(1, 2)).clamp(max=1.0)
         return ParseOutput(
             segment_prob=segment_prob,
             video_prob=video_prob,

@@ -258,7 +258,7 @@ class Trainer:
             values["loss.total"] = loss.item()
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{values['loss.total']:.4f}")
         return {key: value / max(len(starts), 1) for key, value in totals.items()}
 
     def save_best(self, val_metrics: dict[str, dict[str, float]]) -> None:

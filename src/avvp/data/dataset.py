@@ -1,0 +1,546 @@
+"""Features and labels of one LLP split, read through a consolidated memory-mapped cache.
+
+An LLP-layout folder holds the split CSVs and one ``feats/<name>/<video_id>.npy`` per video and
+feature set, shaped (T * frames, dim). Every file read is validated (shape, floating dtype, finite
+values) and runs of ``frames`` rows are averaged to one segment (res152: 8 frames a segment).
+
+Reading ~36k small files every run is slow, so the first load of a split writes, per feature set,
+one (V, T, D) float32 array under ``<root>/.avvp_cache/`` and later loads memory-map it. A JSON
+manifest per split records, per array, a fingerprint of its inputs (format version, split CSV
+content, the ordered filenames, name, dim, frames, and the size and mtime_ns of every feature
+file) and the array file's own stat; an array is used only while both match, otherwise it is
+rebuilt. Entries about to be rebuilt are dropped from the manifest before any array is written,
+arrays are written atomically, and the manifest last, so a crash never leaves a cache that looks
+valid. Known limit: a feature file rewritten with the same size within one tick of the file-system
+clock (a few ms) after the cache was built is not noticed; ``avvp cache`` after
+``rm -r <root>/.avvp_cache`` (or ``use_cache=False``) always reads the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import numpy as np
+
+from avvp.classes import NUM_SEGMENTS
+from avvp.data.annotations import (
+    SPLITS,
+    AudioGroundTruth,
+    DenseLabels,
+    LLPAnnotations,
+    video_id,
+)
+from avvp.io_utils import atomic_write, write_json
+
+CACHE_DIRNAME = ".avvp_cache"
+FORMAT_VERSION = 1
+FEATURES_DIRNAME = "feats"
+
+_warned_unwritable: set[str] = set()
+
+
+class FeatureError(ValueError):
+    """A feature file with the wrong shape, a non-floating dtype or non-finite values."""
+
+
+class CacheWarning(UserWarning):
+    """The consolidated cache could not be written; features are read from the files instead."""
+
+
+@dataclass(frozen=True, eq=False)
+class SplitData:
+    """One split: features by set name (V, T, D) float32, weak labels (V, C), dense labels."""
+
+    split: str
+    filenames: tuple[str, ...]  # split CSV order
+    features: dict[str, np.ndarray]  # memory-mapped (read-only) when read from the cache
+    weak: np.ndarray  # (V, C) uint8
+    dense: DenseLabels | None  # val and test; None for train
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    @property
+    def video_ids(self) -> tuple[str, ...]:
+        return tuple(video_id(name) for name in self.filenames)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What :func:`build_cache` found or wrote for one split."""
+
+    split: str
+    videos: int
+    nbytes: int  # bytes of the split's cache arrays on disk
+    built: tuple[str, ...]  # feature sets (re)built by this call; empty when all were valid
+    paths: tuple[Path, ...]
+
+
+class _Spec(NamedTuple):
+    name: str
+    dim: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Where a split's videos come from: its CSV and the ordered filenames."""
+
+    root: Path
+    split: str
+    csv_path: Path
+    filenames: tuple[str, ...]
+
+    def where(self, row: int) -> str:
+        """'video X on line N of CSV (split S)', the line found by scanning (error paths only)."""
+        filename = self.filenames[row]
+        line = _csv_line(self.csv_path, filename)
+        place = f"line {line}" if line is not None else f"row {row + 1}"
+        return f"video {filename!r} on {place} of {self.csv_path} (split {self.split!r})"
+
+    def feature_path(self, name: str, row: int) -> Path:
+        return self.root / FEATURES_DIRNAME / name / f"{video_id(self.filenames[row])}.npy"
+
+
+# --- reading one file ---------------------------------------------------------------------------
+
+
+def read_feature_file(
+    path: str | Path, dim: int, frames: int = 1, segments: int = NUM_SEGMENTS
+) -> np.ndarray:
+    """A validated (segments, dim) float32 array: file rows averaged in runs of ``frames``.
+
+    Raises FileNotFoundError for a missing file and :class:`FeatureError` for an unreadable file,
+    a shape other than (segments * frames, dim), a non-floating dtype, or NaN/inf values (naming
+    the first bad row of the file).
+    """
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"feature file not found: {path}") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise FeatureError(f"{path}: not a readable .npy array ({error})") from None
+    if not isinstance(array, np.ndarray):
+        raise FeatureError(f"{path}: expected one .npy array, found {type(array).__name__}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise FeatureError(f"{path}: dtype {array.dtype} is not floating point (expected float32)")
+    expected = (segments * frames, dim)
+    if array.shape != expected:
+        raise FeatureError(
+            f"{path}: expected shape {expected} ({segments} segments x {frames} frames, "
+            f"dim {dim}), found {array.shape}"
+        )
+    finite = np.isfinite(array)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise FeatureError(
+            f"{path}: non-finite value (NaN or inf) in row {row} of {array.shape[0]}"
+        )
+    array = array.astype(np.float32, copy=False)
+    if frames > 1:
+        array = array.reshape(segments, frames, dim).mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(array)
+
+
+def _csv_line(csv_path: Path, filename: str) -> int | None:
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, delimiter="\t")
+            for row in reader:
+                if row and row[0].strip() == filename:
+                    return reader.line_num
+    except OSError:
+        return None
+    return None
+
+
+def _missing_message(source: _Split, name: str, row: int) -> str:
+    return (
+        f"feature file not found: {source.feature_path(name, row)} "
+        f"(feature set {name!r}, asked for by {source.where(row)})"
+    )
+
+
+def _iter_segments(
+    source: _Split, spec: _Spec, advance: Callable[[], object]
+) -> Iterator[np.ndarray]:
+    """The (T, D) segment features of every video of the split in order, validated."""
+    for row in range(len(source.filenames)):
+        path = source.feature_path(spec.name, row)
+        try:
+            array = read_feature_file(path, spec.dim, spec.frames)
+        except FileNotFoundError:
+            raise FileNotFoundError(_missing_message(source, spec.name, row)) from None
+        except FeatureError as error:
+            raise FeatureError(
+                f"{error} (feature set {spec.name!r}, {source.where(row)})"
+            ) from None
+        advance()
+        yield array
+
+
+def _progress(total: int, description: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="file", disable=not enabled, leave=False)
+
+
+def _read_in_memory(source: _Split, specs: Sequence[_Spec], progress: bool) -> dict:
+    """Every feature set of the split read from its files into (V, T, D) arrays in memory."""
+    features: dict[str, np.ndarray] = {}
+    videos = len(source.filenames)
+    with _progress(videos * len(specs), f"read {source.split}", progress) as bar:
+        for spec in specs:
+            array = np.empty((videos, NUM_SEGMENTS, spec.dim), dtype=np.float32)
+            for row, segments in enumerate(_iter_segments(source, spec, bar.update)):
+                array[row] = segments
+            features[spec.name] = array
+    return features
+
+
+# --- the consolidated cache ---------------------------------------------------------------------
+
+
+def cache_dir(root: str | Path) -> Path:
+    """The folder of the consolidated cache of an LLP-layout dataset."""
+    return Path(root) / CACHE_DIRNAME
+
+
+def _manifest_path(directory: Path, split: str) -> Path:
+    return directory / f"{split}.json"
+
+
+def _array_name(split: str, name: str) -> str:
+    return f"{split}.{name}.npy"
+
+
+def _fingerprints(source: _Split, specs: Sequence[_Spec]) -> dict[str, str]:
+    """Per feature set, a hash of every input of its cache array; stats each file once."""
+    base = hashlib.sha256()
+    base.update(f"avvp feature cache, format {FORMAT_VERSION}\n{source.split}\n".encode())
+    base.update(hashlib.sha256(source.csv_path.read_bytes()).hexdigest().encode())
+    base.update(("\n" + "\n".join(source.filenames) + "\n").encode())
+    ids = [video_id(filename) for filename in source.filenames]
+    result = {}
+    for spec in specs:
+        folder = os.path.join(source.root, FEATURES_DIRNAME, spec.name)
+        parts = [f"{spec.name}\t{spec.dim}\t{spec.frames}\t{NUM_SEGMENTS}"]
+        for row, key in enumerate(ids):
+            try:
+                stat = os.stat(f"{folder}/{key}.npy")
+            except FileNotFoundError:
+                raise FileNotFoundError(_missing_message(source, spec.name, row)) from None
+            parts.append(f"{stat.st_size} {stat.st_mtime_ns}")
+        digest = base.copy()
+        digest.update("\n".join(parts).encode())
+        result[spec.name] = digest.hexdigest()
+    return result
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        return {}
+    if not isinstance(manifest.get("arrays"), dict):
+        return {}
+    return manifest
+
+
+def _file_stat(path: Path) -> dict[str, int]:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
+
+
+def _open_entry(
+    directory: Path, manifest: dict, spec: _Spec, fingerprint: str, videos: int
+) -> np.ndarray | None:
+    """The memory-mapped cache array of a feature set if its manifest entry is current."""
+    entry = manifest.get("arrays", {}).get(spec.name)
+    if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
+        return None
+    path = directory / str(entry.get("file"))
+    try:
+        if {key: entry.get(key) for key in ("size", "mtime_ns", "inode")} != _file_stat(path):
+            return None
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if array.shape != (videos, NUM_SEGMENTS, spec.dim) or array.dtype != np.float32:
+        return None
+    return array
+
+
+def _write_array(
+    path: Path, source: _Split, spec: _Spec, advance: Callable[[], object]
+) -> dict[str, int]:
+    """Stream the split's segment features into a .npy file atomically, one video at a time."""
+    shape = (len(source.filenames), NUM_SEGMENTS, spec.dim)
+
+    def write(handle: BinaryIO) -> None:
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False,
+            "shape": shape,
+        }
+        np.lib.format.write_array_header_1_0(handle, header)
+        for segments in _iter_segments(source, spec, advance):
+            handle.write(segments.tobytes())
+
+    atomic_write(path, write)
+    return _file_stat(path)
+
+
+def _writable(directory: Path) -> str | None:
+    """None if the cache folder can be created and written, else the reason."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=directory, prefix=".probe.")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        return str(error)
+    return None
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on the cache folder (POSIX), so concurrent ranks build it once."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock, atomic writes still hold
+        yield
+        return
+    with open(directory / ".lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _cached_features(
+    source: _Split, specs: Sequence[_Spec], progress: bool, require_writable: bool = False
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """(features by name, names built now): memory-mapped cache arrays, built where stale."""
+    directory = cache_dir(source.root)
+    manifest_path = _manifest_path(directory, source.split)
+    videos = len(source.filenames)
+    fingerprints = _fingerprints(source, specs)
+
+    def current(manifest: dict) -> dict[str, np.ndarray]:
+        opened = {}
+        for spec in specs:
+            array = _open_entry(directory, manifest, spec, fingerprints[spec.name], videos)
+            if array is not None:
+                opened[spec.name] = array
+        return opened
+
+    features = current(_read_manifest(manifest_path))
+    stale = [spec for spec in specs if spec.name not in features]
+    if not stale:
+        return features, ()
+    reason = _writable(directory)
+    if reason is not None:
+        if require_writable:
+            raise PermissionError(f"cannot write the feature cache in {directory}: {reason}")
+        key = str(directory.resolve())
+        if key not in _warned_unwritable:
+            _warned_unwritable.add(key)
+            warnings.warn(
+                f"cannot write the feature cache in {directory} ({reason}); reading the feature "
+                "files directly (slower, and again on every load)",
+                CacheWarning,
+                stacklevel=3,
+            )
+        features.update(_read_in_memory(source, stale, progress))
+        return {spec.name: features[spec.name] for spec in specs}, ()
+    with _locked(directory):
+        manifest = _read_manifest(manifest_path)  # another process may have built it meanwhile
+        features = current(manifest)
+        stale = [spec for spec in specs if spec.name not in features]
+        if stale:
+            for leftover in directory.glob(".*.tmp"):  # temporaries of a killed build
+                leftover.unlink(missing_ok=True)
+            # Drop the entries about to change first: a crash from here on leaves no entry
+            # pointing at a half-replaced array.
+            entries = {
+                name: entry
+                for name, entry in manifest.get("arrays", {}).items()
+                if name not in {spec.name for spec in stale}
+            }
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "split": source.split,
+                "videos": videos,
+                "segments": NUM_SEGMENTS,
+                "csv": str(source.csv_path),
+                "arrays": entries,
+            }
+            write_json(manifest_path, manifest)
+            description = f"cache {source.split}"
+            with _progress(videos * len(stale), description, progress) as bar:
+                for spec in stale:
+                    file = _array_name(source.split, spec.name)
+                    stat = _write_array(directory / file, source, spec, bar.update)
+                    entries[spec.name] = {
+                        "file": file,
+                        "shape": [videos, NUM_SEGMENTS, spec.dim],
+                        "dim": spec.dim,
+                        "frames": spec.frames,
+                        "fingerprint": fingerprints[spec.name],
+                        **stat,
+                    }
+            write_json(manifest_path, manifest)
+            features = current(manifest)
+        missing = [spec.name for spec in specs if spec.name not in features]
+        if missing:  # pragma: no cover - only if the files change under us while building
+            raise RuntimeError(f"feature cache {directory} for {missing} is invalid after building")
+    return {spec.name: features[spec.name] for spec in specs}, tuple(spec.name for spec in stale)
+
+
+# --- public entry points ------------------------------------------------------------------------
+
+
+def _specs(feature_dims: Mapping[str, int], feature_frames: Mapping[str, int]) -> list[_Spec]:
+    if not feature_dims:
+        raise ValueError("no feature sets: feature_dims is empty")
+    unknown = sorted(set(feature_frames) - set(feature_dims))
+    if unknown:
+        raise ValueError(f"feature_frames names feature sets without a dimension: {unknown}")
+    specs = []
+    for name, dim in feature_dims.items():
+        frames = feature_frames.get(name, 1)
+        for what, value in (("dimension", dim), ("frames", frames)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"feature set {name!r}: {what} must be a positive int, got {value!r}"
+                )
+        if not name or os.sep in name or name.startswith("."):
+            raise ValueError(f"feature set name {name!r} is not a plain folder name")
+        specs.append(_Spec(name, dim, frames))
+    return specs
+
+
+def _check_folders(root: Path, specs: Sequence[_Spec]) -> None:
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    features = root / FEATURES_DIRNAME
+    for spec in specs:
+        folder = features / spec.name
+        if not folder.is_dir():
+            if not features.is_dir():
+                found = f"there is no {features} folder"
+            else:
+                present = sorted(path.name for path in features.iterdir() if path.is_dir())
+                found = f"feature sets in {features}: {', '.join(present) or 'none'}"
+            raise FileNotFoundError(
+                f"feature folder not found: {folder} (feature set {spec.name!r}); {found}"
+            )
+
+
+def _source(root: Path, annotations: LLPAnnotations, split: str) -> _Split:
+    weak = annotations.weak(split)
+    return _Split(root, split, weak.path, weak.filenames)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+
+
+def load_split(
+    root: str | Path,
+    split: str,
+    *,
+    feature_dims: Mapping[str, int],
+    feature_frames: Mapping[str, int],
+    annotations: str | Path | None = None,
+    audio_gt: str | AudioGroundTruth = "2024",
+    use_cache: bool = True,
+    progress: bool = True,
+) -> SplitData:
+    """Features, weak labels and (val, test) dense labels of one split of an LLP-layout folder.
+
+    ``feature_dims`` names every feature set to read (any names; ``feats/<name>/<id>.npy``);
+    ``feature_frames`` how many file rows make a segment (default 1). With ``use_cache`` the
+    features are memory-mapped from ``<root>/.avvp_cache``, built or rebuilt there when missing or
+    stale (or, if the folder cannot be written, read into memory with one warning); without, read
+    from the files into memory every time. The split CSVs live in ``annotations`` (default: root).
+    """
+    _check_split(split)
+    root = Path(root)
+    specs = _specs(feature_dims, feature_frames)
+    _check_folders(root, specs)
+    labels = LLPAnnotations(root if annotations is None else annotations, audio_gt)
+    source = _source(root, labels, split)
+    weak = labels.weak(split)
+    dense = None if split == "train" else labels.dense(split)
+    if use_cache:
+        features, _ = _cached_features(source, specs, progress)
+    else:
+        features = _read_in_memory(source, specs, progress)
+    return SplitData(split, weak.filenames, features, weak.labels, dense)
+
+
+def build_cache(
+    root: str | Path,
+    splits: Sequence[str] = SPLITS,
+    *,
+    feature_dims: Mapping[str, int],
+    feature_frames: Mapping[str, int],
+    annotations: str | Path | None = None,
+    progress: bool = True,
+) -> list[CacheInfo]:
+    """Build (or check) the consolidated cache of ``splits``; raises if it cannot be written.
+
+    Only the split CSVs are read (no dense labels); every feature file of a stale array is read and
+    validated. Returns per split the number of videos, the bytes on disk and what was built.
+    """
+    for split in splits:
+        _check_split(split)
+    root = Path(root)
+    specs = _specs(feature_dims, feature_frames)
+    _check_folders(root, specs)
+    labels = LLPAnnotations(root if annotations is None else annotations)
+    infos = []
+    for split in splits:
+        source = _source(root, labels, split)
+        _, built = _cached_features(source, specs, progress, require_writable=True)
+        paths = tuple(cache_dir(root) / _array_name(split, spec.name) for spec in specs)
+        infos.append(
+            CacheInfo(
+                split=split,
+                videos=len(source.filenames),
+                nbytes=sum(path.stat().st_size for path in paths),
+                built=built,
+                paths=paths,
+            )
+        )
+    return infos
+
+
+__all__ = [
+    "CACHE_DIRNAME",
+    "CacheInfo",
+    "CacheWarning",
+    "FeatureError",
+    "SplitData",
+    "build_cache",
+    "cache_dir",
+    "load_split",
+    "read_feature_file",
+]

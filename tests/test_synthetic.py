@@ -1,0 +1,248 @@
+"""The synthetic LLP generator: layout, statistics, determinism, resume, annotation-driven mode."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avvp.classes import NUM_CLASSES
+from avvp.cli import main
+from avvp.data.annotations import SPLITS, AnnotationWarning, LLPAnnotations
+from avvp.data.synthetic import (
+    AUDIO,
+    MANIFEST,
+    VISUAL,
+    FeatureModel,
+    GeneratorConfig,
+    annotation_driven_labels,
+    class_frequencies,
+    generate,
+    load_hidden_train_labels,
+    sample_builtin_labels,
+    sample_stream_pattern,
+)
+from avvp.evaluation import evaluate
+
+LLP_ANNOTATIONS = Path(__file__).resolve().parents[1].parent / "shared" / "llp" / "annotations"
+needs_llp = pytest.mark.skipif(
+    not LLP_ANNOTATIONS.is_dir(), reason=f"real LLP annotations not found at {LLP_ANNOTATIONS}"
+)
+SHAPES = {"vggish": (10, 128), "res152": (80, 2048), "r2plus1d_18": (10, 512)}
+
+
+@pytest.fixture(scope="module")
+def builtin(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("builtin")
+    assert (
+        main(["synth", "--out", str(root), "--videos", "40", "--seed", "3", "--no-progress"]) == 0
+    )
+    return root
+
+
+def quiet_annotations(root: Path, audio_gt: str = "2024") -> LLPAnnotations:
+    annotations = LLPAnnotations(root, audio_gt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnnotationWarning)
+        for split in ("val", "test"):
+            annotations.dense(split)
+    return annotations
+
+
+def runs_of(pattern: np.ndarray) -> int:
+    return int(np.sum(np.diff(np.concatenate(([0], pattern.astype(int)))) == 1))
+
+
+# --- built-in mode --------------------------------------------------------------------------
+
+
+def test_builtin_writes_the_official_layout(builtin):
+    annotations = quiet_annotations(builtin)
+    sizes = {split: len(annotations.weak(split)) for split in SPLITS}
+    assert sizes == {"train": 28, "val": 6, "test": 6}
+    for split in SPLITS:
+        for identifier in annotations.weak(split).video_ids:
+            for name, shape in SHAPES.items():
+                array = np.load(builtin / "feats" / name / f"{identifier}.npy")
+                assert array.shape == shape and array.dtype == np.float32, (name, identifier)
+                assert np.isfinite(array).all()
+    assert (np.load(builtin / "feats" / "res152" / f"{identifier}.npy") >= 0).all()
+
+
+def test_builtin_weak_labels_are_the_union_of_the_dense_labels(builtin):
+    annotations = quiet_annotations(builtin)
+    for split in ("val", "test"):
+        dense = annotations.dense(split)
+        union = dense.audio.any(axis=1) | dense.visual.any(axis=1)
+        np.testing.assert_array_equal(annotations.weak(split).labels.astype(bool), union)
+        assert dense.ignored_rows == ()
+    hidden = load_hidden_train_labels(builtin)
+    union = hidden.audio.any(axis=1) | hidden.visual.any(axis=1)
+    np.testing.assert_array_equal(annotations.weak("train").labels.astype(bool), union)
+
+
+def test_pre2024_ground_truth_exists_and_equals_the_2024_one(builtin):
+    fixed, old = quiet_annotations(builtin, "2024"), quiet_annotations(builtin, "pre2024")
+    np.testing.assert_array_equal(fixed.dense("test").audio, old.dense("test").audio)
+
+
+def test_real_data_has_no_hidden_labels(tmp_path):
+    assert load_hidden_train_labels(tmp_path) is None
+
+
+def test_builtin_label_statistics_follow_llp():
+    audio, visual = sample_builtin_labels(np.random.default_rng(0), 8_000)
+    heard, seen = audio.any(axis=1), visual.any(axis=1)
+    present = heard | seen
+    cardinality = np.bincount(present.sum(axis=1), minlength=4)[1:] / len(present)
+    np.testing.assert_allclose(cardinality, [0.403, 0.588, 0.009], atol=0.01)
+    np.testing.assert_allclose(present.mean(axis=0), class_frequencies(), atol=0.015)
+    pairs = present.sum()
+    shares = np.array([(heard & seen).sum(), (heard & ~seen).sum(), (~heard & seen).sum()])
+    np.testing.assert_allclose(shares / pairs, np.array([2054, 1185, 155]) / 3394, atol=0.015)
+    assert audio.sum(axis=1)[heard].mean() == pytest.approx(7.0, abs=0.2)
+    assert visual.sum(axis=1)[seen].mean() == pytest.approx(8.1, abs=0.2)
+
+
+@pytest.mark.parametrize("stream", [AUDIO, VISUAL])
+def test_stream_patterns_are_nonempty_runs(stream):
+    rng = np.random.default_rng(1)
+    patterns = [sample_stream_pattern(rng, stream, 10) for _ in range(2000)]
+    assert all(pattern.any() for pattern in patterns)
+    counts = np.bincount([runs_of(pattern) for pattern in patterns])
+    assert counts[1] > counts[2] > counts[3] > 0 and len(counts) == 4
+
+
+def test_same_seed_same_dataset_other_seed_other_dataset(tmp_path):
+    first = generate(tmp_path / "a", videos=12, seed=5, progress=False)
+    second = generate(tmp_path / "b", videos=12, seed=5, progress=False)
+    third = generate(tmp_path / "c", videos=12, seed=6, progress=False)
+    for name in ("AVVP_train.csv", "AVVP_eval_visual.csv"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+        assert (first / name).read_bytes() != (third / name).read_bytes()
+    for path in sorted((first / "feats").rglob("*.npy")):
+        np.testing.assert_array_equal(np.load(path), np.load(second / path.relative_to(first)))
+
+
+def test_killed_generation_resumes_to_the_same_files(tmp_path):
+    reference = generate(tmp_path / "reference", videos=12, seed=2, progress=False)
+    killed = generate(tmp_path / "killed", videos=12, seed=2, progress=False)
+    (killed / MANIFEST).unlink()  # the manifest is written last: no manifest = unfinished
+    removed = sorted((killed / "feats" / "res152").glob("*.npy"))[:5]
+    for path in removed:
+        path.unlink()
+    kept = killed / "feats" / "vggish" / removed[0].name
+    kept_mtime = kept.stat().st_mtime_ns
+    generate(killed, videos=12, seed=2, progress=False)
+    assert (killed / MANIFEST).is_file()
+    for path in sorted((reference / "feats").rglob("*.npy")):
+        np.testing.assert_array_equal(np.load(path), np.load(killed / path.relative_to(reference)))
+    assert kept.stat().st_mtime_ns != kept_mtime  # a video with a missing file is redone whole
+
+
+def test_refuses_to_overwrite_a_dataset_made_with_other_settings(tmp_path, capsys):
+    generate(tmp_path / "d", videos=12, seed=2, progress=False)
+    code = main(["synth", "--out", str(tmp_path / "d"), "--videos", "12", "--seed", "3"])
+    assert code == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ([], "needs --videos N"),
+        (["--videos", "2"], "at least 3"),
+        (["--videos", "10", "--difficulty", "-1"], "--difficulty must be >= 0"),
+    ],
+)
+def test_synth_reports_bad_arguments(tmp_path, capsys, flags, message):
+    assert main(["synth", "--out", str(tmp_path / "x"), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def segment_probe_accuracy(difficulty: float) -> float:
+    """Nearest-class-mean accuracy of vggish segments carrying exactly one audible class."""
+    model = FeatureModel(GeneratorConfig(difficulty=difficulty), seed=0)
+    rng = np.random.default_rng(0)
+    audio, visual = sample_builtin_labels(rng, 400)
+    rows, classes = [], []
+    for v in range(len(audio)):
+        features = model.render(audio[v], visual[v], rng, names=["vggish"])["vggish"]
+        single = audio[v].sum(axis=1) == 1
+        rows.append(features[single])
+        classes.append(audio[v][single].argmax(axis=1))
+    x, y = np.concatenate(rows), np.concatenate(classes)
+    half = len(x) // 2
+    means = np.stack(
+        [
+            x[:half][y[:half] == c].mean(axis=0)
+            if (y[:half] == c).any()
+            else np.full(x.shape[1], np.inf)
+            for c in range(NUM_CLASSES)
+        ]
+    )
+    distances = ((x[half:, None, :] - means[None]) ** 2).sum(axis=-1)
+    return float((distances.argmin(axis=1) == y[half:]).mean())
+
+
+def test_difficulty_knob_makes_segments_harder_to_classify():
+    accuracies = [segment_probe_accuracy(d) for d in (0.0, 1.0, 3.0)]
+    assert accuracies[0] > accuracies[1] > accuracies[2], accuracies
+    assert accuracies[0] > 0.5
+
+
+# --- annotation-driven mode -----------------------------------------------------------------
+
+
+def weak_broadcast_metrics(annotations: LLPAnnotations, split: str, rows=None):
+    weak = annotations.weak(split).labels.astype(bool)
+    dense = annotations.dense(split)
+    audio, visual = dense.audio, dense.visual
+    if rows is not None:
+        weak, audio, visual = weak[rows], audio[rows], visual[rows]
+    pred = np.repeat(weak[:, None, :], 10, axis=1)
+    return evaluate(pred, pred, audio, visual)
+
+
+@needs_llp
+def test_annotation_driven_subset_scores_what_the_same_real_videos_score(tmp_path):
+    root = generate(tmp_path / "llp", annotations=LLP_ANNOTATIONS, videos=60, progress=False)
+    synthetic, real = quiet_annotations(root), quiet_annotations(LLP_ANNOTATIONS)
+    for split in ("val", "test"):
+        names = synthetic.weak(split).filenames
+        rows = [real.weak(split).filenames.index(name) for name in names]
+        assert weak_broadcast_metrics(synthetic, split) == weak_broadcast_metrics(real, split, rows)
+    train = synthetic.weak("train")
+    hidden = load_hidden_train_labels(root)
+    union = hidden.audio.any(axis=1) | hidden.visual.any(axis=1)
+    real_rows = [real.weak("train").filenames.index(name) for name in train.filenames]
+    np.testing.assert_array_equal(union, real.weak("train").labels[real_rows].astype(bool))
+    for identifier in train.video_ids:
+        assert (root / "feats" / "res152" / f"{identifier}.npy").is_file()
+
+
+@needs_llp
+def test_annotation_driven_full_set_reproduces_the_spec_reference_numbers(tmp_path):
+    """With every video, the annotation files are the real ones: SPEC section 3's table holds.
+
+    Features are not written here (7.8 GB at full size); the labels and files are what matter.
+    """
+    from avvp.data.synthetic import _write_annotation_subset
+
+    real = quiet_annotations(LLP_ANNOTATIONS)
+    labels = annotation_driven_labels(real, None, seed=0)
+    _write_annotation_subset(LLP_ANNOTATIONS, tmp_path, labels)
+    synthetic = quiet_annotations(tmp_path)
+    metrics = weak_broadcast_metrics(synthetic, "test")
+    segment = [round(metrics["segment"][k], 2) for k in ("audio", "visual", "audio_visual")]
+    event = [round(metrics["event"][k], 2) for k in ("type", "event")]
+    assert segment == [76.12, 60.35, 52.61]
+    assert event == [54.49, 61.60]
+    assert len(labels["train"].filenames) == 10_000
+    hidden = labels["train"]
+    np.testing.assert_array_equal(
+        hidden.audio.any(axis=1) | hidden.visual.any(axis=1),
+        real.weak("train").labels.astype(bool),
+    )
