@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_memory_mb": peak_memory_mb(device),
             }
         )
-    header = f"| device | train videos/s (batch {args.batch_size}) | inference ms/video | peak memory MiB |"
+    header = (
+        f"| device | train videos/s (batch {args.batch_size}) | inference ms/video "
+        "| peak memory MiB |"
+    )
     lines = [header, "| --- | --- | --- | --- |"]
     lines += [
         f"| {r['device']} | {r['train_videos_per_s']:.0f} | {r['inference_ms_per_video']:.2f} "

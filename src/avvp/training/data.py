@@ -17,7 +17,11 @@ def data_root(config: Config) -> Path:
     if root == SYNTHETIC:
         from avvp.data.synthetic import builtin_dataset
 
-        return builtin_dataset(videos=config["data"]["synthetic_videos"])
+        return builtin_dataset(
+            videos=config["data"]["synthetic_videos"],
+            difficulty=config["data"]["synthetic_difficulty"],
+            progress=config["train"]["progress"],
+        )
     path = Path(root)
     if not path.is_dir():
         raise FileNotFoundError(f"data.root {root!r} is not a folder (or 'synthetic')")

@@ -1,0 +1,183 @@
+"""PoiBin: Poisson-binomial MIL with EM-estimated positive counts (SPEC section 5, paper 002).
+
+The number of positive segments z of a class is a sum of independent Bernoullis with the segment
+probabilities; the video is positive when z >= tau. tau starts at 1 (the plain MIL constraint) and,
+after every epoch, becomes the most likely count under the current model for every positive
+(video, class) pair (the E-step); training maximises P(z >= tau) for positives and P(z >= 1) = 0
+for negatives (the M-step). Pairs of videos joined into one of 2T segments give tighter bounds on
+tau (the augmentation). Counting runs over both streams jointly (N = 2T, the paper) or per stream,
+where a class is positive when at least tau_a segments are audible or tau_v visible.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from avvp.classes import NUM_CLASSES
+from avvp.config import Config
+from avvp.losses import attentive_mil_loss, clamped_bce
+from avvp.methods.base import Batch, Method
+from avvp.poisson_binomial import most_likely_count, poisson_binomial_tail
+from avvp.registry import register
+from avvp.training.inference import iterate_outputs
+
+if TYPE_CHECKING:
+    from avvp.data.dataset import SplitData
+    from avvp.training.trainer import Trainer
+
+
+class Counting(StrEnum):
+    JOINT = "joint"
+    PER_STREAM = "per_stream"
+
+
+class TauRule(StrEnum):
+    EM = "em"
+    FIXED = "fixed"
+
+
+def _choice(enum: type[StrEnum], value: str, key: str) -> StrEnum:
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise ValueError(f"method.{key}={value!r}; expected one of {allowed}") from None
+
+
+def count_groups(segment_prob: Tensor, counting: Counting) -> Tensor:
+    """Segment probabilities regrouped as (B, G, C, N): the Bernoullis each count runs over.
+
+    Joint counting: one group of N = 2T (both streams); per stream: two groups of N = T.
+    """
+    batch, segments, streams, classes = segment_prob.shape
+    if counting is Counting.JOINT:
+        return segment_prob.reshape(batch, segments * streams, classes).transpose(1, 2).unsqueeze(1)
+    return segment_prob.permute(0, 2, 3, 1)
+
+
+def pooled_probability(groups: Tensor, tau: Tensor, pmf_method: str) -> Tensor:
+    """P(z >= tau) per (video, class), combining stream groups as "any stream reaches its tau".
+
+    ``groups`` (B, G, C, N), ``tau`` (B, G, C).
+    """
+    tail = poisson_binomial_tail(groups, tau, method=pmf_method)  # (B, G, C)
+    if tail.shape[1] == 1:
+        return tail[:, 0]
+    return 1 - torch.prod(1 - tail, dim=1)
+
+
+def joined_tau(tau_i: Tensor, tau_j: Tensor, positive_i: Tensor, positive_j: Tensor) -> Tensor:
+    """tau of a video made of two videos (SPEC section 5).
+
+    Both positive: tau_i + tau_j; one positive: max(tau_i, tau_j) (negatives hold tau = 1);
+    neither: 1. ``positive_*`` broadcast against ``tau_*``.
+    """
+    both = positive_i & positive_j
+    either = positive_i | positive_j
+    return torch.where(both, tau_i + tau_j, torch.where(either, torch.maximum(tau_i, tau_j), 1))
+
+
+@register("method", "poibin")
+class PoiBin(Method):
+    def __init__(self, config: Config, train_data: SplitData | None):
+        super().__init__(config, train_data)
+        options = self.options
+        self.counting = _choice(Counting, options["counting"], "counting")
+        self.tau_rule = _choice(TauRule, options["tau"], "tau")
+        self.pmf_method = options["pmf"]
+        if options["fixed_tau"] < 1:
+            raise ValueError(f"method.fixed_tau must be >= 1, got {options['fixed_tau']}")
+        groups = 1 if self.counting is Counting.JOINT else 2
+        videos = 0 if train_data is None else len(train_data)
+        # tau per (video, stream group, class); negatives keep 1 whatever the rule.
+        self.tau = torch.ones(videos, groups, NUM_CLASSES, dtype=torch.long)
+        if train_data is not None and self.tau_rule is TauRule.FIXED:
+            positive = torch.from_numpy(np.asarray(train_data.weak) > 0)[:, None, :]
+            self.tau = torch.where(positive, options["fixed_tau"], 1).expand_as(self.tau).clone()
+
+    # ---- training
+    def training_forward(
+        self, model: nn.Module, batch: Batch
+    ) -> tuple[dict[str, Tensor], dict[str, float]]:
+        options = self.options
+        losses: dict[str, Tensor] = {}
+        output = model(batch.features)
+        if options["attentive_loss"]:
+            losses["attentive"] = attentive_mil_loss(
+                output, batch.weak, options["visual_label_smoothing"]
+            )
+        tau = self.tau[batch.index.cpu()].to(batch.weak.device)
+        if options["poibin_loss"]:
+            groups = count_groups(output.segment_prob, self.counting)
+            pooled = pooled_probability(groups, tau, self.pmf_method)
+            losses["poibin"] = clamped_bce(pooled, batch.weak)
+        if options["augmentation"] and len(batch.weak) > 1:
+            losses["augmentation"] = self._augmentation_loss(model, batch, tau)
+        return losses, {}
+
+    def _augmentation_loss(self, model: nn.Module, batch: Batch, tau: Tensor) -> Tensor:
+        """Each video joined with a random partner from the batch into one of 2T segments."""
+        partner = torch.randperm(len(batch.weak)).to(batch.weak.device)
+        joined = {
+            name: torch.cat((value, value[partner]), dim=1)
+            for name, value in batch.features.items()
+        }
+        positive = batch.weak > 0
+        target = (positive | positive[partner]).float()
+        joined_counts = joined_tau(tau, tau[partner], positive[:, None], positive[partner][:, None])
+        groups = count_groups(model(joined).segment_prob, self.counting)
+        return clamped_bce(pooled_probability(groups, joined_counts, self.pmf_method), target)
+
+    # ---- E-step
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        if self.tau_rule is TauRule.FIXED:
+            return {}
+        counts = self.most_likely_counts(trainer)
+        positive = torch.from_numpy(np.asarray(self.train_data.weak) > 0)[:, None, :]
+        self.tau = torch.where(positive, counts, 1)
+        return self.tau_report(trainer, positive)
+
+    @torch.no_grad()
+    def most_likely_counts(self, trainer: Trainer) -> Tensor:
+        """argmax_k pmf(k) for every (train video, stream group, class) under the current model."""
+        trainer.model.eval()
+        counts = torch.empty_like(self.tau)
+        for indices, output in iterate_outputs(
+            trainer.model, self.train_data, trainer.feature_names, trainer.device
+        ):
+            groups = count_groups(output.segment_prob, self.counting)
+            counts[torch.from_numpy(indices)] = most_likely_count(groups, minimum=1).cpu()
+        trainer.model.train()
+        return counts
+
+    def tau_report(self, trainer: Trainer, positive: Tensor) -> dict[str, float]:
+        """tau over positive pairs and, on synthetic data, its error against the true count."""
+        mask = positive.expand_as(self.tau)
+        values = self.tau[mask].float()
+        report = {"tau.mean": float(values.mean()), "tau.max": float(values.max())}
+        hidden = trainer.hidden_train_labels
+        if hidden is not None:
+            audio = torch.from_numpy(np.asarray(hidden.audio, dtype=np.int64).sum(axis=1))
+            visual = torch.from_numpy(np.asarray(hidden.visual, dtype=np.int64).sum(axis=1))
+            true = (
+                (audio + visual)[:, None]
+                if self.counting is Counting.JOINT
+                else (torch.stack((audio, visual), dim=1))
+            )
+            difference = (true - self.tau)[mask].float()
+            report["tau.error_mean"] = float(difference.mean())
+            report["tau.error_abs"] = float(difference.abs().mean())
+            report["tau.exact"] = float((difference == 0).float().mean())
+        return report
+
+    # ---- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"tau": self.tau.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tau = state["tau"].clone()
