@@ -149,3 +149,16 @@ def test_torchrun_two_processes_gloo(dataset, tmp_path):
     assert 0 <= metrics["segment"]["type"] <= 100
     # each process saw half of the training set per epoch
     assert len((run / "metrics.csv").read_text().strip().splitlines()) == 1 + 3
+
+
+def test_builtin_synthetic_data_is_generated_once_and_reused(tmp_path, monkeypatch):
+    """The README main job's path: ``--data synthetic`` under a fresh AVVP_HOME, twice."""
+    monkeypatch.setenv("AVVP_HOME", str(tmp_path / "home"))
+    flags = ["--data", "synthetic", *TINY, "data.synthetic_videos=30"]
+    assert main(["train", "--out", str(tmp_path / "a"), *flags]) == 0
+    (generated,) = (tmp_path / "home").iterdir()
+    assert main(["train", "--out", str(tmp_path / "b"), *flags]) == 0
+    assert list((tmp_path / "home").iterdir()) == [generated]
+    assert read_json(tmp_path / "a" / "test_metrics.json") == read_json(
+        tmp_path / "b" / "test_metrics.json"
+    )

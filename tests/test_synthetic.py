@@ -142,6 +142,13 @@ def test_killed_generation_resumes_to_the_same_files(tmp_path):
     assert kept.stat().st_mtime_ns != kept_mtime  # a video with a missing file is redone whole
 
 
+def test_generating_the_same_dataset_again_reuses_it(tmp_path):
+    root = generate(tmp_path / "d", videos=12, seed=2, progress=False)
+    manifest = (root / MANIFEST).stat().st_mtime_ns
+    assert generate(root, videos=12, seed=2, progress=False) == root
+    assert (root / MANIFEST).stat().st_mtime_ns == manifest
+
+
 def test_refuses_to_overwrite_a_dataset_made_with_other_settings(tmp_path, capsys):
     generate(tmp_path / "d", videos=12, seed=2, progress=False)
     code = main(["synth", "--out", str(tmp_path / "d"), "--videos", "12", "--seed", "3"])

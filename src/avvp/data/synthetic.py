@@ -395,14 +395,17 @@ def generate(
     config = config or GeneratorConfig()
     if annotations is None and videos is None:
         raise ValueError("built-in synthetic data needs --videos N (or give --annotations DIR)")
-    settings = {
-        "format_version": FORMAT_VERSION,
-        "mode": "builtin" if annotations is None else "annotation-driven",
-        "annotations": None if annotations is None else str(Path(annotations).resolve()),
-        "videos": videos,
-        "seed": seed,
-        "generator": config.to_json(),
-    }
+    # Through JSON, so that it compares equal to what the manifest holds (tuples become lists).
+    settings = _json_round_trip(
+        {
+            "format_version": FORMAT_VERSION,
+            "mode": "builtin" if annotations is None else "annotation-driven",
+            "annotations": None if annotations is None else str(Path(annotations).resolve()),
+            "videos": videos,
+            "seed": seed,
+            "generator": config.to_json(),
+        }
+    )
     existing = read_manifest(out)
     if existing is not None and existing["settings"] != settings:
         raise ValueError(
@@ -455,6 +458,10 @@ def _write_features(
         features = model.render(split_labels.audio[i], split_labels.visual[i], rng)
         for name, path in paths.items():
             _save_npy(path, features[name])
+
+
+def _json_round_trip(value: dict) -> dict:
+    return json.loads(json.dumps(value))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
