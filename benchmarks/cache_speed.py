@@ -16,7 +16,6 @@ benchmarks/results/cache_speed.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from results_file import write_results
 
 from avvp.classes import CLASSES, NUM_SEGMENTS
 from avvp.config import resolve_config
@@ -235,8 +235,6 @@ def main(argv: list[str] | None = None) -> int:
         "page_cache": "warm: both read files just written; dropping the OS page cache is not "
         "possible here",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, **row}, indent=2) + "\n")
     note = (
         f"Median wall time of {args.epochs} loading epochs per mode (and "
         f"{args.model_epochs} epoch per mode with a HAN forward/backward/Adam step per batch), "
@@ -255,9 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         f"average {load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end), so "
         f"absolute times are noisy; the ratios are the result."
     )
-    args.out.with_suffix(".md").write_text(
-        f"# Data-loading speed\n\n`python benchmarks/cache_speed.py`\n\n{table}\n\n{note}\n"
-    )
+    write_results(args.out, "Data-loading speed", table, note, {"meta": meta, **row})
     return 0
 
 

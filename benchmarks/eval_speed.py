@@ -10,7 +10,6 @@ benchmarks/results/eval_speed.{md,json}. The naive reference is ``tests/naive_ev
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))
 from naive_eval import naive_evaluate  # noqa: E402  (a test helper, not part of the package)
+from results_file import write_results  # noqa: E402  (beside this script)
 
 
 def random_parse(rng: np.random.Generator, videos: int) -> np.ndarray:
@@ -104,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": {"naive": args.naive_repeats, "vectorised": args.repeats},
         "segment_type_av": fast_metrics["segment"]["type"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, **row}, indent=2) + "\n")
     note = (
         "Median wall time of one call over the whole split (both levels, all ten numbers; the "
         f"vectorised call also returns per-video scores and per-class F1), {args.naive_repeats} "
@@ -113,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f} at the end). The two "
         f"results agree to {difference:.1e}."
     )
-    args.out.with_suffix(".md").write_text(
-        f"# Evaluation speed\n\n`python benchmarks/eval_speed.py`\n\n{table}\n\n{note}\n"
-    )
+    write_results(args.out, "Evaluation speed", table, note, {"meta": meta, **row})
     return 0
 
 

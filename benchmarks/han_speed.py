@@ -10,7 +10,6 @@ not the disk (see cache_speed.py for data loading).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from results_file import write_results
 
 from avvp.config import resolve_config
 from avvp.losses import attentive_mil_loss
@@ -121,18 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     table = "\n".join(lines)
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "platform": platform.platform(), "steps": args.steps}
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
-    )
     note = (
         "Peak memory on CPU is the process's peak resident set; on CUDA, torch's peak allocation. "
         "The paper reports HAN inference at 2.9 ms a video (PPL) / 5.9 ms (PoiBin) on its GPU."
     )
-    args.out.with_suffix(".md").write_text(
-        f"# HAN speed\n\n`python benchmarks/han_speed.py`\n\n{table}\n\n{note}\n"
-    )
+    write_results(args.out, "HAN speed", table, note, {"meta": meta, "rows": rows})
     return 0
 
 

@@ -16,7 +16,6 @@ with other jobs, two threads made cells wait for a free core (10x swings between
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from results_file import write_results
 
 from avvp.poisson_binomial import poisson_binomial_tail
 
@@ -167,10 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": total_s,
         "paper_ms_source": "paper 002 Table 2 (SPEC section 5 quotes N = 10, 200, 500)",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
-    )
     note = (
         f"Median milliseconds of one `poisson_binomial_tail` call (pmf + tail sum) on a "
         f"{args.videos} x {args.classes} batch of float32 probabilities with random tau; "
@@ -185,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{total_s:.0f} s in all. The paper's column is its Table 2 (pooling only, GPU and batch "
         "not stated), so compare its trend with N, not its absolute values, with CPU rows."
     )
-    args.out.with_suffix(".md").write_text(
-        f"# PoiBin pooling speed\n\n`python benchmarks/poibin_speed.py`\n\n{text}\n\n{note}\n"
-    )
+    write_results(args.out, "PoiBin pooling speed", text, note, {"meta": meta, "rows": rows})
     return 0
 
 

@@ -21,26 +21,22 @@ float32 model gets a float32 pmf that is as accurate as float32 can hold.
 from __future__ import annotations
 
 import math
-from enum import StrEnum
-from typing import Self
 
 import torch
 from torch import Tensor
 
+from avvp.choices import Choice
 
-class PmfMethod(StrEnum):
+
+class PmfMethod(Choice):
     """How the pmf is computed (see the module docstring)."""
 
     RECURSION = "recursion"
     DFT = "dft"
 
     @classmethod
-    def parse(cls, value: str | Self) -> Self:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in cls)
-            raise ValueError(f"unknown pmf method {value!r}; expected one of {allowed}") from None
+    def _label(cls) -> str:
+        return "pmf method"
 
 
 def _check_probs(probs: Tensor) -> None:

@@ -14,11 +14,11 @@ import csv
 import re
 import warnings
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
+from avvp.choices import Choice
 from avvp.classes import NUM_CLASSES, NUM_SEGMENTS, UnknownClassError, class_index
 
 SPLITS = ("train", "val", "test")
@@ -30,7 +30,7 @@ FILENAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{11}_[0-9.]+_[0-9.]+")
 VIDEO_ID_LENGTH = 11
 
 
-class AudioGroundTruth(StrEnum):
+class AudioGroundTruth(Choice):
     """Which audio ground truth to evaluate against."""
 
     V2024 = "2024"
@@ -45,14 +45,8 @@ class AudioGroundTruth(StrEnum):
         )
 
     @classmethod
-    def parse(cls, value: str | AudioGroundTruth) -> AudioGroundTruth:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in cls)
-            raise ValueError(
-                f"unknown audio ground truth {value!r}; expected one of {allowed}"
-            ) from None
+    def _label(cls) -> str:
+        return "audio ground truth"
 
 
 class AnnotationError(ValueError):

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Self
 
 import numpy as np
 
+from avvp.choices import Choice
 from avvp.evaluation.summary import HEADERS, LEVELS, METRICS
 
 # The four per-video scores of a level, in column order of ``Evaluation.per_video``; "event" is
@@ -38,25 +37,7 @@ EXCLUSIVE_EPSILON = 1e-12
 VIDEO_THRESHOLD = 0.5
 
 
-class _Choice(StrEnum):
-    """A string option whose parse error lists the allowed values."""
-
-    @classmethod
-    def parse(cls, value: str | Self) -> Self:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in cls)
-            raise ValueError(
-                f"unknown {cls._label()} {value!r}; expected one of {allowed}"
-            ) from None
-
-    @classmethod
-    def _label(cls) -> str:
-        return cls.__name__
-
-
-class IoUMode(_Choice):
+class IoUMode(Choice):
     """How an event IoU of exactly 0.5 counts.
 
     ``inclusive``: IoU >= 0.5 matches, as SPEC section 3 states; this reproduces the published
@@ -75,7 +56,7 @@ class IoUMode(_Choice):
         return "iou mode"
 
 
-class Gate(_Choice):
+class Gate(Choice):
     """Which video-level probability gates the segment predictions.
 
     ``global``: the reference rule, the global (modality-pooled) video probability gates both

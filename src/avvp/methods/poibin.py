@@ -11,13 +11,13 @@ where a class is positive when at least tau_a segments are audible or tau_v visi
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from avvp.choices import Choice
 from avvp.classes import NUM_CLASSES
 from avvp.config import Config
 from avvp.losses import attentive_mil_loss, clamped_bce
@@ -31,22 +31,22 @@ if TYPE_CHECKING:
     from avvp.training.trainer import Trainer
 
 
-class Counting(StrEnum):
+class Counting(Choice):
     JOINT = "joint"
     PER_STREAM = "per_stream"
 
+    @classmethod
+    def _label(cls) -> str:
+        return "method.counting"
 
-class TauRule(StrEnum):
+
+class TauRule(Choice):
     EM = "em"
     FIXED = "fixed"
 
-
-def _choice(enum: type[StrEnum], value: str, key: str) -> StrEnum:
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in enum)
-        raise ValueError(f"method.{key}={value!r}; expected one of {allowed}") from None
+    @classmethod
+    def _label(cls) -> str:
+        return "method.tau"
 
 
 def count_groups(segment_prob: Tensor, counting: Counting) -> Tensor:
@@ -87,8 +87,8 @@ class PoiBin(Method):
     def __init__(self, config: Config, train_data: SplitData | None):
         super().__init__(config, train_data)
         options = self.options
-        self.counting = _choice(Counting, options["counting"], "counting")
-        self.tau_rule = _choice(TauRule, options["tau"], "tau")
+        self.counting = Counting.parse(options["counting"])
+        self.tau_rule = TauRule.parse(options["tau"])
         self.pmf_method = options["pmf"]
         if options["fixed_tau"] < 1:
             raise ValueError(f"method.fixed_tau must be >= 1, got {options['fixed_tau']}")
