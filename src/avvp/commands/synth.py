@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="scales noise, per-video nuisance and scene strength; 0 = clean features "
-        "(default: the value calibrated against HAN on LLP, see docs/synthetic.md)",
+        "(default 1.0; calibration against HAN on LLP: docs/calibration.md)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

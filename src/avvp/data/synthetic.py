@@ -23,8 +23,8 @@ every knob). A segment's latent is ``scene + nuisance + noise + sum_c label * st
 
 Each feature set is a fixed random map of its stream's latent (ReLU for the visual CNN features,
 linear for VGGish), with per-frame jitter for res152's eight frames a segment. ``difficulty``
-scales noise, nuisance and scene strength together: 0 gives clean features, the default is
-calibrated so that HAN lands near its published LLP score (docs/calibration.md).
+scales noise, nuisance and scene strength together: 0 gives clean features; calibrating the
+default against HAN's published LLP score is under way (docs/calibration.md).
 
 The hidden train labels go to ``synthetic_train_labels.npz``, apart from everything a method
 reads; only diagnostics (pseudo-label quality, PoiBin's count error) open it.
