@@ -109,9 +109,9 @@ def feature_path(root: Path, name: str, filename: str) -> Path:
     return root / "feats" / name / f"{filename[:11]}.npy"
 
 
-@pytest.fixture
-def reads(monkeypatch):
-    """Count the feature files read (the cache build reads every file of a stale array)."""
+def count_reads(monkeypatch) -> dict[str, int]:
+    """Count the feature files read from now on (a cache build reads every file of a stale
+    array)."""
     counter = {"files": 0}
     original = dataset.read_feature_file
 
@@ -121,6 +121,11 @@ def reads(monkeypatch):
 
     monkeypatch.setattr(dataset, "read_feature_file", counting)
     return counter
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    return count_reads(monkeypatch)
 
 
 # --- values, shapes, labels ----------------------------------------------------------------------
@@ -334,14 +339,7 @@ def test_crash_during_first_build_leaves_no_valid_cache(llp, monkeypatch):
     assert manifest_entries(root, "train") == {}
     assert not list(cache_dir(root).glob("*.tmp")) + list(cache_dir(root).glob(".*.tmp"))
     assert not (cache_dir(root) / "train.res152.npy").exists()
-    counter = {"files": 0}
-    original = dataset.read_feature_file
-
-    def counting(*args, **kwargs):
-        counter["files"] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(dataset, "read_feature_file", counting)
+    counter = count_reads(monkeypatch)
     data = load(root, "train")
     assert counter["files"] == 9  # everything rebuilt, the finished vggish array too
     direct = load(root, "train", use_cache=False)

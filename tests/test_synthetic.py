@@ -240,7 +240,7 @@ def test_annotation_driven_full_set_reproduces_the_spec_reference_numbers(tmp_pa
 
     real = quiet_annotations(LLP_ANNOTATIONS)
     labels = annotation_driven_labels(real, None, seed=0)
-    _write_annotation_subset(LLP_ANNOTATIONS, tmp_path, labels)
+    _write_annotation_subset(real, tmp_path, labels)
     synthetic = quiet_annotations(tmp_path)
     metrics = weak_broadcast_metrics(synthetic, "test")
     segment = [round(metrics["segment"][k], 2) for k in ("audio", "visual", "audio_visual")]

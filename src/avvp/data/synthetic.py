@@ -423,7 +423,7 @@ def generate(
             # The ignored rows are copied verbatim and warned about when the dataset is read.
             warnings.simplefilter("ignore", AnnotationWarning)
             labels = annotation_driven_labels(real, videos, seed)
-        _write_annotation_subset(Path(annotations), out, labels)
+        _write_annotation_subset(real, out, labels)
     hidden = labels["train"]
     atomic_write(
         out / HIDDEN_TRAIN_LABELS,
@@ -514,7 +514,9 @@ def _write_builtin_annotations(out: Path, labels: Mapping[str, SplitLabels]) -> 
     _write_table(out / VISUAL_GT_FILE, DENSE_HEADER, visual)
 
 
-def _write_annotation_subset(source: Path, out: Path, labels: Mapping[str, SplitLabels]) -> None:
+def _write_annotation_subset(
+    annotations: LLPAnnotations, out: Path, labels: Mapping[str, SplitLabels]
+) -> None:
     """The real annotation files restricted to the chosen videos, otherwise verbatim.
 
     Weak files keep the chosen videos' rows; dense files keep the chosen videos' rows and every
@@ -522,9 +524,8 @@ def _write_annotation_subset(source: Path, out: Path, labels: Mapping[str, Split
     """
     out.mkdir(parents=True, exist_ok=True)
     chosen = {name for split in SPLITS for name in labels[split].filenames}
-    real: set[str] = set()
-    for split in SPLITS:
-        real.update(read_weak_labels(source / SPLIT_FILES[split]).filenames)
+    source = annotations.root
+    real = annotations.known_filenames()
     for name in [*SPLIT_FILES.values(), FULL_FILE, *AUDIO_FILES, VISUAL_GT_FILE]:
         if not (source / name).is_file():
             continue
