@@ -33,8 +33,10 @@ def test_int_accepted_where_float_expected():
 
 def test_user_file_layer(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("optim:\n  batch_size: 4\nfeatures:\n  dims: {clip: 768}\n")
-    with pytest.raises(ConfigError, match=r"features\.dims\.clip"):
+    path.write_text("optim:\n  batch_size: 4\n")
+    assert resolve_config("han", config_file=path)["optim"]["batch_size"] == 4
+    path.write_text("optim:\n  batchsize: 4\n")
+    with pytest.raises(ConfigError, match=r"optim\.batchsize"):
         resolve_config("han", config_file=path)
 
 
@@ -52,3 +54,18 @@ def test_parse_overrides_nested():
 def test_merge_open_keys():
     merged = merge({"method": {"name": "x"}}, {"method": {"tau": 0.1}}, "", open_keys=("method",))
     assert merged["method"] == {"name": "x", "tau": 0.1}
+
+
+def test_any_layer_may_add_a_feature_set_but_not_other_keys(tmp_path):
+    overrides = ["features.dims.clip=512", "features.frames.clip=1", "features.visual=[clip]"]
+    config = resolve_config("han", overrides=overrides)
+    assert config["features"]["dims"]["clip"] == 512
+    assert config["features"]["frames"]["clip"] == 1
+    assert config["features"]["visual"] == ["clip"]
+    user_file = tmp_path / "clip.yaml"
+    user_file.write_text("features:\n  dims: {clip_l14: 768}\n")
+    assert resolve_config("han", user_file)["features"]["dims"]["clip_l14"] == 768
+    with pytest.raises(ConfigError, match=r"features\.dim\b"):
+        resolve_config("han", overrides=["features.dim.clip=512"])
+    with pytest.raises(ConfigError, match=r"method\.tua"):
+        resolve_config("poibin", overrides=["method.tua=em"])

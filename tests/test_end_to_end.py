@@ -19,13 +19,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    assert main(["synth", "--out", str(root), "--videos", "80", "--seed", "0"]) == 0
-    return root
-
-
 def read_json(path):
     return json.loads(path.read_text())
 

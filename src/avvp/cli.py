@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "score predictions (files or a trained run) with the exact protocol"),
     "train": ("train", "train a method (han, poibin, ppl, vplan, ...) on a dataset"),
     "predict": ("predict", "write a trained run's predictions as TSV and .npz"),
+    "plot": ("plot", "draw a trained run's parse of one video as a timeline PNG"),
+    "report": ("report", "write an HTML and markdown report of one or more trained runs"),
 }
 
 

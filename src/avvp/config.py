@@ -2,7 +2,8 @@
 
 Configs are plain nested dicts. Every key of a later layer must already exist in an earlier one
 (a typo is an error, not a silently ignored setting), and an override must keep the value's type.
-A method preset may introduce its own keys under ``method``.
+A method preset may introduce its own keys under ``method``, and any layer may name new feature
+sets under ``features.dims`` and ``features.frames`` (any per-segment features, e.g. CLIP).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 import yaml
 
 Config = dict[str, Any]
+# Tables keyed by feature-set name: new names are data, not typos.
+FEATURE_TABLES = ("features.dims", "features.frames")
 
 
 class ConfigError(ValueError):
@@ -58,7 +61,7 @@ def merge(
     for key, value in layer.items():
         path = f"{where}.{key}" if where else key
         if key not in merged:
-            if where.split(".")[0] in open_keys or (not where and key in open_keys):
+            if _is_open(where, open_keys) or (not where and key in open_keys):
                 merged[key] = copy.deepcopy(value)
                 continue
             raise ConfigError(f"unknown config key {path!r}; known: {', '.join(sorted(merged))}")
@@ -69,6 +72,10 @@ def merge(
         else:
             merged[key] = _checked(path, merged[key], value)
     return merged
+
+
+def _is_open(where: str, open_keys: set[str]) -> bool:
+    return any(where == key or where.startswith(key + ".") for key in open_keys)
 
 
 def _checked(path: str, current: Any, value: Any) -> Any:
@@ -116,8 +123,10 @@ def resolve_config(
     method: str, config_file: str | Path | None = None, overrides: Iterable[str] = ()
 ) -> Config:
     """The full config of a run: base, the method preset, a user file, then overrides."""
-    config = merge(packaged_config("base"), packaged_config(method), "", open_keys=("method",))
+    config = merge(
+        packaged_config("base"), packaged_config(method), "", ("method", *FEATURE_TABLES)
+    )
     config["method"]["name"] = method
     if config_file is not None:
-        config = merge(config, load_yaml(config_file), "")
-    return merge(config, parse_overrides(overrides), "")
+        config = merge(config, load_yaml(config_file), "", FEATURE_TABLES)
+    return merge(config, parse_overrides(overrides), "", FEATURE_TABLES)

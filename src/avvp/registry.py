@@ -7,11 +7,13 @@ lists names, optionally filtered by a glob.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 KINDS = ("model", "pooling", "method")
+BUILTIN_MODULES = ("avvp.models", "avvp.methods.han", "avvp.methods.poibin")
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,5 +58,5 @@ def available(kind: str, pattern: str = "*") -> list[str]:
 
 def _import_builtins() -> None:
     # Registration happens at import; importing here means a caller never sees an empty registry.
-    import avvp.methods
-    import avvp.models  # noqa: F401
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)

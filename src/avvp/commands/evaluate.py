@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avvp.data.annotations import AudioGroundTruth
+from avvp.data.annotations import EVAL_SPLITS, AudioGroundTruth
 from avvp.evaluation.metrics import Gate, IoUMode
 
-EVAL_SPLITS = ("val", "test")
 RUN_ONLY = ("gate", "threshold", "device")
 
 

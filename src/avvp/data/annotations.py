@@ -22,6 +22,8 @@ from avvp.choices import Choice
 from avvp.classes import NUM_CLASSES, NUM_SEGMENTS, UnknownClassError, class_index
 
 SPLITS = ("train", "val", "test")
+# The splits with segment-level ground truth, the ones a parse can be scored on.
+EVAL_SPLITS = ("val", "test")
 SPLIT_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
 VISUAL_GT_FILE = "AVVP_eval_visual.csv"
 WEAK_HEADER = ["filename", "event_labels"]

@@ -1,6 +1,9 @@
-"""Training methods as plug-ins on the one trainer, created by name from the registry."""
+"""Training methods as plug-ins on the one trainer, created by name from the registry.
 
-from avvp.methods import han, poibin  # noqa: F401  (registration happens at import)
+The registry imports the method modules (``avvp.registry.BUILTIN_MODULES``); this package does
+not, so the trainer's modules can import ``avvp.methods.base`` while methods import them back.
+"""
+
 from avvp.methods.base import Batch, Method
 
 __all__ = ["Batch", "Method"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,9 +13,12 @@ from torch import nn
 from avvp.config import Config
 from avvp.data.dataset import SplitData
 from avvp.evaluation.metrics import binarize, evaluate
-from avvp.methods.base import Method
 from avvp.models.base import ParseOutput
 from avvp.training.batches import feature_names, make_batch
+
+if TYPE_CHECKING:
+    # Annotation only: avvp.methods imports this module (PoiBin's E-step iterates outputs).
+    from avvp.methods.base import Method
 
 INFERENCE_BATCH_SIZE = 64
 

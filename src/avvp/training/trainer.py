@@ -181,7 +181,8 @@ class Trainer:
             self._write_run_files(resumed)
         writer = self._tensorboard()
         epochs = self.config["optim"]["epochs"]
-        if resumed and self.progress:
+        if resumed and distributed.is_main_process():
+            # Printed even without progress output: a silent resume would hide why a run is short.
             print(f"resuming {self.run_dir} after epoch {self.epoch}/{epochs}")
         try:
             while self.epoch < epochs:

@@ -1,0 +1,265 @@
+"""Train every method (and its ablations) with several seeds on one dataset; write docs/results.md.
+
+    python benchmarks/compare_methods.py --data DIR [--seeds 1,2,3] [--jobs 2] [--out runs/compare]
+        [--only NAME,...] [--doc docs/results.md] [key=value ...]
+
+DIR is normally the calibrated synthetic benchmark (`avvp synth --out DIR --annotations
+../shared/llp/annotations`, docs/calibration.md). Each (experiment, seed) is one `avvp train`
+process with one intra-op thread, `--jobs` of them at a time: on a 2-core CPU two single-thread
+runs train 1.35x faster together than one two-thread run (benchmarks/han_speed.py). A run whose
+test_metrics.json exists is kept; a killed one resumes from its last finished epoch, so the
+command can be stopped and started again. key=value overrides go to every run (e.g.
+optim.epochs=15); without them each method trains with its own preset.
+
+The page holds the method table (mean ± std over seeds) next to the published LLP numbers of SPEC,
+one table per ablation group, the tau-error curve where PoiBin ran on synthetic data, the run
+time, and links to the speed benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avvp.evaluation.summary import LEVELS, METRICS, summarize
+from avvp.plots import new_figure, save_png
+from avvp.registry import available
+from avvp.training.run_info import code_version
+from avvp.training.runs import read_history
+
+ROOT = Path(__file__).resolve().parents[1]
+Published = tuple[tuple[float, ...], tuple[float, ...]]  # segment, event: A, V, AV, Type, Event
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    method: str
+    overrides: tuple[str, ...] = ()
+    group: str = "Methods"
+    published: Published | None = None  # the paper's LLP test numbers for this row
+
+    @property
+    def folder(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.name.lower()).strip("-")
+
+
+NO_AUGMENTATION = "method.augmentation=false"
+# Published numbers: SPEC sections 4 and 5; ablations from paper 002, Tables 3 and 4, as printed
+# (its Table 3 first row has segment Type@AV 56.8 and event Type@AV 56.9).
+EXPERIMENTS = (
+    Experiment(
+        "HAN", "han", published=((60.1, 52.9, 48.9, 54.0, 55.4), (51.3, 48.9, 43.0, 47.7, 48.0))
+    ),
+    Experiment(
+        "PoiBin",
+        "poibin",
+        published=((63.1, 63.5, 57.7, 61.4, 60.6), (54.1, 60.3, 51.5, 55.2, 52.3)),
+    ),
+    Experiment(
+        "PoiBin: L_poibin only",
+        "poibin",
+        ("method.attentive_loss=false", NO_AUGMENTATION),
+        "PoiBin losses (paper Table 3)",
+        ((61.4, 55.9, 53.1, 56.8, 50.1), (51.9, 52.2, 46.3, 56.9, 48.4)),
+    ),
+    Experiment(
+        "PoiBin: L_att only",
+        "poibin",
+        ("method.poibin_loss=false", NO_AUGMENTATION),
+        "PoiBin losses (paper Table 3)",
+        ((60.0, 60.1, 54.7, 58.2, 57.4), (52.9, 56.3, 46.8, 52.6, 50.6)),
+    ),
+    Experiment(
+        "PoiBin: L_poibin + L_att",
+        "poibin",
+        (NO_AUGMENTATION,),
+        "PoiBin losses (paper Table 3)",
+        ((61.1, 62.6, 57.7, 60.8, 59.1), (53.3, 58.9, 51.5, 54.6, 51.5)),
+    ),
+    Experiment(
+        "PoiBin: L_poibin + L_aug",
+        "poibin",
+        ("method.attentive_loss=false",),
+        "PoiBin losses (paper Table 3)",
+        ((60.6, 58.4, 54.0, 57.6, 54.4), (52.5, 54.6, 46.6, 54.3, 49.7)),
+    ),
+    Experiment(
+        "PoiBin: tau = 1 fixed",
+        "poibin",
+        ("method.tau=fixed", "method.fixed_tau=1"),
+        "PoiBin tau (paper Table 4)",
+        ((61.8, 58.2, 53.6, 57.8, 58.4), (54.3, 55.1, 48.3, 52.6, 51.3)),
+    ),
+    Experiment(
+        "PoiBin: tau = 10 fixed",
+        "poibin",
+        ("method.tau=fixed", "method.fixed_tau=10"),
+        "PoiBin tau (paper Table 4)",
+        ((55.7, 55.6, 50.2, 53.8, 56.0), (48.1, 51.4, 44.2, 47.6, 47.2)),
+    ),
+)
+COLUMNS = ("A", "V", "AV", "Type", "Event")
+
+
+def train_command(experiment: Experiment, args: argparse.Namespace, seed: int) -> list[str]:
+    return [
+        sys.executable, "-m", "avvp.cli", "train",
+        "--method", experiment.method,
+        "--data", str(args.data),
+        "--out", str(args.out / experiment.folder),
+        "--seeds", str(seed),
+        "--no-progress",
+        *experiment.overrides,
+        *args.overrides,
+    ]  # fmt: skip
+
+
+def run_one(experiment: Experiment, args: argparse.Namespace, seed: int) -> Path:
+    run_dir = args.out / experiment.folder / f"seed-{seed}"
+    if (run_dir / "test_metrics.json").is_file():
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(run_dir.parent / f"seed-{seed}.log", "w") as log:
+        finished = subprocess.run(
+            train_command(experiment, args, seed), stdout=log, stderr=subprocess.STDOUT,
+            env=environment, check=False,
+        )  # fmt: skip
+    if finished.returncode != 0:
+        raise RuntimeError(f"{experiment.name} seed {seed} failed; see {log.name}")
+    print(f"done: {experiment.name} seed {seed}", flush=True)
+    return run_dir
+
+
+def load_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
+    return json.loads((run_dir / "test_metrics.json").read_text())
+
+
+def table_rows(experiment: Experiment, runs: list[dict[str, dict[str, float]]]) -> list[str]:
+    summary = summarize(runs)
+    cells = [
+        f"{summary['mean'][level][name]:.1f} ± {summary['std'][level][name]:.1f}"
+        for level in LEVELS
+        for name in METRICS
+    ]
+    rows = [f"| {experiment.name} (ours, {len(runs)} seeds) | " + " | ".join(cells) + " |"]
+    if experiment.published is not None:
+        paper = [f"{value:.1f}" for values in experiment.published for value in values]
+        rows.append(f"| {experiment.name} (paper, LLP) | " + " | ".join(paper) + " |")
+    return rows
+
+
+def tau_error_figure(histories: dict[str, list[dict[str, np.ndarray]]], out: Path) -> bool:
+    """Mean |true count - tau| over positive (video, class) pairs per epoch, one line a run."""
+    curves = {
+        name: [history["tau.error_abs"] for history in seeds]
+        for name, seeds in histories.items()
+        if all("tau.error_abs" in history for history in seeds)
+    }
+    if not curves:
+        return False
+    figure = new_figure(6, 3.5)
+    axis = figure.subplots()
+    for name, seeds in curves.items():
+        length = min(map(len, seeds))
+        values = np.array([curve[:length] for curve in seeds])
+        epochs = np.arange(1, length + 1)
+        axis.plot(epochs, values.mean(axis=0), marker="o", label=name)
+        axis.fill_between(epochs, values.min(axis=0), values.max(axis=0), alpha=0.2)
+    axis.set_xlabel("epoch (tau re-estimated after each)")
+    axis.set_ylabel("mean |true count - tau|")
+    axis.set_title("PoiBin: tau error on synthetic train data (band: seed range)")
+    axis.legend(fontsize=8)
+    save_png(figure, out)
+    return True
+
+
+def write_page(args: argparse.Namespace, experiments: list[Experiment], seeds: list[int]) -> str:
+    header = "| run | " + " | ".join(f"seg {c}" for c in COLUMNS)
+    header += " | " + " | ".join(f"event {c}" for c in COLUMNS) + " |"
+    separator = "| --- " * (1 + 2 * len(COLUMNS)) + "|"
+    groups: dict[str, list[str]] = {}
+    histories: dict[str, list[dict[str, np.ndarray]]] = {}
+    for experiment in experiments:
+        run_dirs = [args.out / experiment.folder / f"seed-{seed}" for seed in seeds]
+        groups.setdefault(experiment.group, []).extend(
+            table_rows(experiment, [load_metrics(run_dir) for run_dir in run_dirs])
+        )
+        histories[experiment.name] = [read_history(run_dir) for run_dir in run_dirs]
+    version = code_version()
+    training = sum(float(np.nansum(h["seconds"])) for seeds in histories.values() for h in seeds)
+    lines = [
+        "# Results on the calibrated synthetic benchmark",
+        "",
+        f"Generated by `python benchmarks/compare_methods.py --data {args.data} "
+        f"--seeds {','.join(map(str, seeds))}"
+        + "".join(f" {override}" for override in args.overrides)
+        + f"` at commit {version.get('git_commit')}. Training took {training / 60:.0f} min in "
+        f"all (the runs' summed epoch times, {args.jobs} single-thread runs at a time on "
+        f"{os.cpu_count()} CPU cores). Test split; ours are mean ± "
+        "std over seeds, the paper rows are the published numbers on real LLP (SPEC), for the "
+        "ordering, not for equality: synthetic features are not LLP features.",
+    ]
+    for group, rows in groups.items():
+        lines += ["", f"## {group}", "", header, separator, *rows]
+    figure = args.doc.parent / "figures" / "poibin_tau_error.png"
+    if tau_error_figure(histories, figure):
+        relative = figure.relative_to(args.doc.parent)
+        lines += [
+            "",
+            "## PoiBin: tau against the hidden true counts",
+            "",
+            f"![tau error]({relative})",
+        ]
+    lines += [
+        "",
+        "## Speed",
+        "",
+        "See benchmarks/results/: han_speed.md (training throughput, inference latency, memory), "
+        "cache_speed.md (epoch time, cache against per-file .npy), poibin_speed.md (pooling).",
+    ]
+    page = "\n".join(lines) + "\n"
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(page)
+    return page
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, type=Path, help="LLP-layout dataset folder")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--jobs", type=int, default=2, help="training processes at a time")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "compare")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "results.md")
+    parser.add_argument("--only", default=None, help="comma-separated experiment names")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args(argv)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    methods = set(available("method"))
+    experiments = [e for e in EXPERIMENTS if e.method in methods]
+    if args.only is not None:
+        wanted = [name.strip() for name in args.only.split(",")]
+        unknown = sorted(set(wanted) - {e.name for e in experiments})
+        if unknown:
+            known = ", ".join(e.name for e in experiments)
+            parser.error(f"unknown experiment(s) {unknown}; known: {known}")
+        experiments = [e for e in experiments if e.name in wanted]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        jobs = [pool.submit(run_one, e, args, seed) for e in experiments for seed in seeds]
+        for job in jobs:
+            job.result()
+    print(write_page(args, experiments, seeds))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""benchmarks/compare_methods.py: runs each (experiment, seed) once, tables mean ± std."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY_TRAINING
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare_methods
+
+from avvp.evaluation.summary import summarize
+
+TINY_OVERRIDES = [flag for flag in TINY_TRAINING if flag != "--no-progress"]
+
+
+def test_compare_methods_tables_the_runs_and_skips_finished_ones(dataset, tmp_path):
+    out, doc = tmp_path / "runs", tmp_path / "docs" / "results.md"
+    argv = ["--data", str(dataset), "--seeds", "1,2", "--jobs", "2", "--out", str(out)]
+    argv += ["--doc", str(doc), "--only", "HAN,PoiBin", *TINY_OVERRIDES]
+    assert compare_methods.main(argv) == 0
+    page = doc.read_text()
+    for name, folder in (("HAN", "han"), ("PoiBin", "poibin")):
+        runs = [
+            json.loads((out / folder / f"seed-{s}" / "test_metrics.json").read_text())
+            for s in (1, 2)
+        ]
+        summary = summarize(runs)
+        type_cell = (
+            f"{summary['mean']['segment']['type']:.1f} ± {summary['std']['segment']['type']:.1f}"
+        )
+        row = next(
+            line for line in page.splitlines() if line.startswith(f"| {name} (ours, 2 seeds)")
+        )
+        assert row.split(" | ")[4] == type_cell
+        assert f"| {name} (paper, LLP) |" in page
+    assert "| HAN (paper, LLP) | 60.1 | 52.9 | 48.9 | 54.0 | 55.4 | 51.3" in page
+    assert (doc.parent / "figures" / "poibin_tau_error.png").is_file()  # tau error on synthetic
+
+    logs = sorted(out.glob("*/seed-*.log"))
+    written = [path.stat().st_mtime_ns for path in logs]
+    assert len(logs) == 4
+    assert compare_methods.main(argv) == 0  # finished runs are kept, not trained again
+    assert [path.stat().st_mtime_ns for path in logs] == written
+
+
+def test_compare_methods_rejects_unknown_experiments(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compare_methods.main(["--data", str(tmp_path), "--only", "HAN,Nope"])
+    assert "Nope" in capsys.readouterr().err
