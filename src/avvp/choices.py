@@ -7,7 +7,14 @@ from typing import Self
 
 
 class Choice(StrEnum):
-    """A string option; ``parse`` turns a bad value into an error naming the allowed ones."""
+    """A string option; ``parse`` turns a bad value into an error naming the allowed ones.
+
+    Subclasses name the option they stand for in errors: ``class Gate(Choice, label="eval.gate")``.
+    """
+
+    def __init_subclass__(cls, *, label: str | None = None, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._option = label or cls.__name__
 
     @classmethod
     def parse(cls, value: str | Self) -> Self:
@@ -16,9 +23,5 @@ class Choice(StrEnum):
         except ValueError:
             allowed = ", ".join(member.value for member in cls)
             raise ValueError(
-                f"unknown {cls._label()} {value!r}; expected one of {allowed}"
+                f"unknown {cls._option} {value!r}; expected one of {allowed}"
             ) from None
-
-    @classmethod
-    def _label(cls) -> str:
-        return cls.__name__

@@ -47,6 +47,32 @@ def inverse_frequency_weights(weak: Tensor) -> Tensor:
     return weights / weights.mean()
 
 
+def pseudo_label_contrastive_loss(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """PPL's contrastive loss over the segments of a batch (paper 000, Eq. 12).
+
+    ``features`` (N, D) are L2-normalised here; ``labels`` (N, C) bool are binarised pseudo labels.
+    For anchor i the positives are the other segments sharing at least one label with it, the
+    negatives those sharing none, and the loss is
+    ``-log(sum_pos e^{s/tau} / (sum_pos e^{s/tau} + sum_neg e^{s/tau}))`` with ``s`` the cosine
+    similarity, averaged over anchors that have a positive. The anchor itself is left out of both
+    sets: the paper's S(f) would contain f, whose e^{1/tau} term would let every labelled anchor
+    reach a near-zero loss without pulling anything closer.
+    """
+    features = F.normalize(features, dim=-1)
+    shared = (labels.float() @ labels.float().T) > 0
+    others = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
+    positive = shared & others
+    logits = features @ features.T / temperature
+    # Positives and negatives together are all the other segments, hence the denominator.
+    log_all = torch.logsumexp(logits.masked_fill(~others, -torch.inf), dim=1)
+    log_positive = torch.logsumexp(logits.masked_fill(~positive, -torch.inf), dim=1)
+    anchors = positive.any(dim=1)
+    if not anchors.any():
+        # Zero that stays on the graph, so a batch without positives still backpropagates.
+        return features.sum() * 0.0
+    return (log_all - log_positive)[anchors].mean()
+
+
 def seeded_generator(seed: int) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)

@@ -28,15 +28,11 @@ from torch import Tensor
 from avvp.choices import Choice
 
 
-class PmfMethod(Choice):
+class PmfMethod(Choice, label="pmf method"):
     """How the pmf is computed (see the module docstring)."""
 
     RECURSION = "recursion"
     DFT = "dft"
-
-    @classmethod
-    def _label(cls) -> str:
-        return "pmf method"
 
 
 def _check_probs(probs: Tensor) -> None:

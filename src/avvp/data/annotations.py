@@ -32,7 +32,7 @@ FILENAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{11}_[0-9.]+_[0-9.]+")
 VIDEO_ID_LENGTH = 11
 
 
-class AudioGroundTruth(Choice):
+class AudioGroundTruth(Choice, label="audio ground truth"):
     """Which audio ground truth to evaluate against."""
 
     V2024 = "2024"
@@ -45,10 +45,6 @@ class AudioGroundTruth(Choice):
             if self is AudioGroundTruth.V2024
             else ("AVVP_eval_audio_pre2024.csv")
         )
-
-    @classmethod
-    def _label(cls) -> str:
-        return "audio ground truth"
 
 
 class AnnotationError(ValueError):

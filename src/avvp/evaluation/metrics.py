@@ -37,7 +37,7 @@ EXCLUSIVE_EPSILON = 1e-12
 VIDEO_THRESHOLD = 0.5
 
 
-class IoUMode(Choice):
+class IoUMode(Choice, label="iou mode"):
     """How an event IoU of exactly 0.5 counts.
 
     ``inclusive``: IoU >= 0.5 matches, as SPEC section 3 states; this reproduces the published
@@ -51,12 +51,8 @@ class IoUMode(Choice):
     INCLUSIVE = "inclusive"
     EXCLUSIVE = "exclusive"
 
-    @classmethod
-    def _label(cls) -> str:
-        return "iou mode"
 
-
-class Gate(Choice):
+class Gate(Choice, label="gate"):
     """Which video-level probability gates the segment predictions.
 
     ``global``: the reference rule, the global (modality-pooled) video probability gates both
@@ -67,10 +63,6 @@ class Gate(Choice):
     GLOBAL = "global"
     MODALITY = "modality"
     NONE = "none"
-
-    @classmethod
-    def _label(cls) -> str:
-        return "gate"
 
 
 @dataclass(frozen=True)

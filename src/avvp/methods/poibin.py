@@ -31,22 +31,14 @@ if TYPE_CHECKING:
     from avvp.training.trainer import Trainer
 
 
-class Counting(Choice):
+class Counting(Choice, label="method.counting"):
     JOINT = "joint"
     PER_STREAM = "per_stream"
 
-    @classmethod
-    def _label(cls) -> str:
-        return "method.counting"
 
-
-class TauRule(Choice):
+class TauRule(Choice, label="method.tau"):
     EM = "em"
     FIXED = "fixed"
-
-    @classmethod
-    def _label(cls) -> str:
-        return "method.tau"
 
 
 def count_groups(segment_prob: Tensor, counting: Counting) -> Tensor:

@@ -1,0 +1,561 @@
+"""PPL: prototype-based pseudo labels (SPEC section 6, papers 000 and 001).
+
+Once per epoch a momentum (EMA) copy of the model runs over the training split. Per training
+video and class it selects confident positive segments (``p >= gamma p*`` where the weak label is
+1) and negatives (``p <= beta p*`` where it is 1; the top segment if ``p* > 0.5`` where it is 0);
+k-means on the pooled, L2-normalised features of each set gives k positive and k negative
+prototypes per class. A segment's soft pseudo label is how much closer, on average, it lies to the
+positive prototypes than to the negative ones (paper Eq. 10, computed in log space); the hard
+variant (Eq. 9) is the indicator of the same comparison without a temperature, as written. The
+model then trains on ``L_MIL + lambda_PL L_PL + lambda_CL L_CL``: HAN's attentive MIL loss weighted
+per class by inverse train frequency, BCE of the segment probabilities against the pseudo labels,
+and an InfoNCE loss pulling together segments of a batch that share a pseudo-labelled event. At
+inference the segment probabilities are the soft pseudo labels with the predicted video labels
+(global video probability >= 0.5) in place of the weak labels, or the classifier's own output.
+
+Decisions where SPEC and the papers are silent (the option, where there is one, in brackets):
+
+* Timing. Prototypes are rebuilt in ``on_epoch_end`` from the EMA model as it is after the epoch,
+  so validation (which runs right after it) and ``best.pt`` hold prototypes from the same network
+  whose features the prototype inference uses. Pseudo labels are recomputed in the next
+  ``on_epoch_start``; the EMA has not moved in between, so they come from the same network and
+  prototypes. "With the best model so far" [``label_model: best``]: the labels are recomputed only
+  when the epoch just finished set a new best validation score, otherwise the labels of the best
+  epoch stay in use; ``latest`` recomputes them every epoch. The first labels after the warm-up
+  are computed whatever validation said, as there is nothing to keep. Before
+  [``warmup_epochs``] epochs have finished, training uses L_MIL only.
+* Which network labels. The EMA copy (encoder and classifier) gives both the probabilities that
+  select segments and the features that are clustered and labelled; its momentum 0 is the paper's
+  "without momentum encoder" ablation. Prototype inference takes features from the EMA copy too
+  (the space its prototypes live in) and the video labels from the model being evaluated.
+* Ties. "The top segment" is every segment reaching ``p*``, as the set notation of Eqs. 5-6 reads.
+* Prototypes. Centroids are re-normalised to unit length [``normalize_prototypes``] so that the
+  similarity with temperature is a cosine, as for the features; without it a spread-out cluster
+  (typically negatives) would get a short centroid and lose weight whatever its direction. A set
+  of at most k points is its own prototypes; k-means (scikit-learn, ``n_init`` [``kmeans_n_init``],
+  random_state = the run seed) runs only on larger sets. An empty positive set (a class no
+  training video is labelled with) labels every segment 0; an empty negative set makes the
+  negative mean 0, so a positive video's segments all get the class (the limit of Eq. 10).
+* Both label rules L2-normalise the features. The hard rule keeps Eq. 9 literally (no
+  temperature), so it is not the soft rule thresholded at 0.5; the label rule [``label_type``]
+  also selects the prototype inference rule.
+* Naive pseudo labels [``pseudo_labels: naive``] (paper Table 2, NPL) are the EMA model's segment
+  probabilities times the weak label (soft), or thresholded at 0.5 (hard).
+* L_CL binarises soft labels with ``>= 0.5`` (the evaluation's rule), leaves the anchor out of its
+  own positives (see ``pseudo_label_contrastive_loss``) and runs on the online model's features of
+  both streams; L_PL averages over every (segment, stream, class) of the batch.
+* Loss weights of 0 leave a term out entirely [``mil_weight``, ``pl_weight``, ``cl_weight``]; with
+  both pseudo-label weights 0 no labels are computed.
+* The learning-rate schedule is HAN's (x0.1 every 10 epochs); the paper names none.
+
+The checkpoint holds the EMA weights, the prototypes and the pseudo labels in use (float32,
+V x T x 2 x C: 20 MB on LLP), so a killed run resumes exactly and ``avvp evaluate`` on ``best.pt``
+infers with the prototypes (``best.pt`` carries the labels too, unused there).
+
+Logged per epoch (metrics.csv): ``pseudo.positives`` / ``pseudo.negatives`` (selected features over
+the training split), ``pseudo.classes_without_positives`` / ``_negatives`` (classes whose set is
+empty), ``pseudo.label_epoch`` (epochs the model behind the labels in use had trained for) and, on
+synthetic data, ``pseudo.precision`` / ``recall`` / ``f1`` of the labels binarised at 0.5 against
+the hidden segment labels (micro over video, segment, stream and class).
+
+PPL_Test (paper Table 3) needs no training: ``ppl_test("runs/han")`` returns the metrics of a
+trained run's best model with prototype inference, the prototypes built once from that model's own
+features on the training split; ``ppl_test_method`` returns (config, model, method) for
+``score_split`` / ``predict_split``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from torch import Tensor, nn
+
+from avvp.choices import Choice
+from avvp.config import Config, merge, parse_overrides, resolve_config
+from avvp.losses import (
+    attentive_mil_loss,
+    clamped_bce,
+    inverse_frequency_weights,
+    pseudo_label_contrastive_loss,
+)
+from avvp.methods.base import Batch, Method
+from avvp.models.base import ParseOutput
+from avvp.registry import register
+from avvp.training import distributed
+from avvp.training.batches import feature_names
+from avvp.training.data import load_splits
+from avvp.training.evaluate_run import load_run
+from avvp.training.inference import iterate_outputs, score_split
+from avvp.training.trainer import resolve_device
+
+if TYPE_CHECKING:
+    from avvp.data.annotations import DenseLabels
+    from avvp.data.dataset import SplitData
+    from avvp.training.trainer import Trainer
+
+# Predicted video labels at inference, the reference evaluation's gate (SPEC section 3).
+VIDEO_LABEL_THRESHOLD = 0.5
+# Soft pseudo labels count as an event for L_CL and the diagnostics from this value on.
+LABEL_THRESHOLD = 0.5
+
+
+class PseudoLabels(Choice, label="method.pseudo_labels"):
+    PROTOTYPE = "prototype"
+    NAIVE = "naive"
+
+
+class LabelType(Choice, label="method.label_type"):
+    SOFT = "soft"
+    HARD = "hard"
+
+
+class LabelModel(Choice, label="method.label_model"):
+    BEST = "best"
+    LATEST = "latest"
+
+
+class Inference(Choice, label="method.inference"):
+    PROTOTYPE = "prototype"
+    CLASSIFIER = "classifier"
+
+
+@dataclass
+class Prototypes:
+    """k positive and k negative prototypes per class, padded: (C, k, D) with a (C, k) mask."""
+
+    positive: Tensor
+    positive_mask: Tensor
+    negative: Tensor
+    negative_mask: Tensor
+
+    @classmethod
+    def from_sets(
+        cls, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], k: int, dim: int
+    ) -> Prototypes:
+        """From per-class arrays of at most ``k`` prototypes each (possibly none)."""
+        return cls(*_padded(positive, k, dim), *_padded(negative, k, dim))
+
+    def to(self, device: torch.device | str) -> Prototypes:
+        return Prototypes(*(value.to(device) for value in dataclasses.astuple(self)))
+
+    def counts(self) -> tuple[Tensor, Tensor]:
+        """Prototypes per class: (positive, negative), each (C,)."""
+        return self.positive_mask.sum(dim=1), self.negative_mask.sum(dim=1)
+
+
+def _padded(sets: Sequence[np.ndarray], k: int, dim: int) -> tuple[Tensor, Tensor]:
+    values = torch.zeros(len(sets), k, dim)
+    mask = torch.zeros(len(sets), k, dtype=torch.bool)
+    for c, points in enumerate(sets):
+        values[c, : len(points)] = torch.from_numpy(np.asarray(points, dtype=np.float32))
+        mask[c, : len(points)] = True
+    return values, mask
+
+
+def select_segments(
+    segment_prob: Tensor,
+    weak: Tensor,
+    gamma: float,
+    beta: float,
+    false_positive_threshold: float = 0.5,
+) -> tuple[Tensor, Tensor]:
+    """Positive and negative segments per (video, class), paper Eqs. 5-6; masks (B, T, 2, C).
+
+    With ``p* = max over t, m of p[t, m, c]``: positives where ``w_c = 1`` and ``p >= gamma p*``;
+    negatives where ``w_c = 1`` and ``p <= beta p*``, and where ``w_c = 0`` the segments reaching
+    ``p*`` if ``p* > false_positive_threshold`` (confident false positives).
+    """
+    top = segment_prob.amax(dim=(1, 2), keepdim=True)
+    labelled = (weak > 0)[:, None, None, :]
+    positive = labelled & (segment_prob >= gamma * top)
+    false_positive = (segment_prob == top) & (top > false_positive_threshold)
+    negative = (labelled & (segment_prob <= beta * top)) | (~labelled & false_positive)
+    return positive, negative
+
+
+def kmeans_prototypes(
+    points: np.ndarray, k: int, seed: int, n_init: int = 1, normalize: bool = True
+) -> np.ndarray:
+    """At most ``k`` prototypes of ``points`` (N, D): the points themselves when N <= k (none
+    when N = 0), else k-means centroids, re-normalised to unit length if ``normalize``."""
+    if len(points) <= k:
+        return points
+    centroids = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(points).cluster_centers_
+    if normalize:
+        centroids = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return centroids.astype(points.dtype)
+
+
+def log_mean_exp_similarity(
+    features: Tensor, prototypes: Tensor, mask: Tensor, temperature: float
+) -> Tensor:
+    """``log mean_{f' in set(c)} exp(f' . f / temperature)`` per class: (..., D) -> (..., C).
+
+    ``prototypes`` (C, K, D) with ``mask`` (C, K); -inf for a class whose set is empty. Log space
+    because ``exp(1 / 0.1)`` is fine but smaller temperatures overflow float32.
+    """
+    logits = torch.einsum("...d,ckd->...ck", features, prototypes.to(features.dtype)) / temperature
+    logits = logits.masked_fill(~mask, -torch.inf)
+    counts = mask.sum(dim=1).clamp_min(1).to(features.dtype)
+    return torch.logsumexp(logits, dim=-1) - counts.log()
+
+
+def prototype_labels(
+    features: Tensor,
+    weak: Tensor,
+    prototypes: Prototypes,
+    label_type: LabelType = LabelType.SOFT,
+    temperature: float = 0.1,
+) -> Tensor:
+    """Pseudo labels (B, T, 2, C) of segment ``features`` (B, T, 2, D) under video labels ``weak``.
+
+    Soft (paper Eq. 10): ``w_c * M_P / (M_P + M_N)`` with ``M_S`` the mean of
+    ``exp(f' . f / temperature)`` over the prototypes of set S, i.e. ``w_c * sigmoid(log M_P -
+    log M_N)``. Hard (Eq. 9): ``w_c * [M_P > M_N]`` with temperature 1, as the paper writes it.
+    Features are L2-normalised here.
+    """
+    features = F.normalize(features, dim=-1)
+    temperature = temperature if label_type is LabelType.SOFT else 1.0
+    log_positive = log_mean_exp_similarity(
+        features, prototypes.positive, prototypes.positive_mask, temperature
+    )
+    log_negative = log_mean_exp_similarity(
+        features, prototypes.negative, prototypes.negative_mask, temperature
+    )
+    if label_type is LabelType.SOFT:
+        # sigmoid(-inf - -inf) is NaN; an empty positive set labels 0 whatever the negatives.
+        score = torch.sigmoid(log_positive - log_negative)
+        score = torch.where(torch.isneginf(log_positive), 0.0, score)
+    else:
+        score = (log_positive > log_negative).to(features.dtype)
+    return weak[:, None, None, :].to(features.dtype) * score
+
+
+def naive_labels(segment_prob: Tensor, weak: Tensor, label_type: LabelType) -> Tensor:
+    """The model's own segment probabilities as pseudo labels (paper Table 2, NPL)."""
+    if label_type is LabelType.HARD:
+        segment_prob = (segment_prob >= LABEL_THRESHOLD).to(segment_prob.dtype)
+    return weak[:, None, None, :].to(segment_prob.dtype) * segment_prob
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, momentum: float) -> None:
+    """``theta_E <- m theta_E + (1 - m) theta`` for every parameter; buffers are copied."""
+    for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
+        averaged.mul_(momentum).add_(current.detach(), alpha=1.0 - momentum)
+    for averaged, current in zip(ema.buffers(), model.buffers(), strict=True):
+        averaged.copy_(current)
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode without gradients: the momentum model."""
+    copied = copy.deepcopy(model).eval()
+    copied.requires_grad_(False)
+    return copied
+
+
+def binary_quality(predicted: Tensor, truth: Tensor) -> dict[str, float]:
+    """Micro precision, recall and F1 of boolean ``predicted`` against ``truth`` (0 when empty)."""
+    tp = float((predicted & truth).sum())
+    fp = float((predicted & ~truth).sum())
+    fn = float((~predicted & truth).sum())
+    return {
+        "precision": tp / max(tp + fp, 1.0),
+        "recall": tp / max(tp + fn, 1.0),
+        "f1": 2 * tp / max(2 * tp + fp + fn, 1.0),
+    }
+
+
+@register("method", "ppl")
+class PPL(Method):
+    def __init__(self, config: Config, train_data: SplitData | None):
+        super().__init__(config, train_data)
+        options = self.options
+        self.pseudo_labels = PseudoLabels.parse(options["pseudo_labels"])
+        self.label_type = LabelType.parse(options["label_type"])
+        self.label_model = LabelModel.parse(options["label_model"])
+        self.inference = Inference.parse(options["inference"])
+        _check_options(options)
+        self.class_weights: Tensor | None = None
+        if train_data is not None and options["inverse_frequency"]:
+            self.class_weights = inverse_frequency_weights(
+                torch.from_numpy(np.asarray(train_data.weak, dtype=np.float32))
+            )
+        self.momentum_model: nn.Module | None = None
+        # An evaluation-only method has no trainer to copy a model from; the EMA weights wait
+        # here until ``infer`` sees the model they belong to.
+        self._pending_momentum_state: dict[str, Tensor] | None = None
+        self.prototypes: Prototypes | None = None
+        self.labels: Tensor | None = None  # (V, T, 2, C) on the CPU
+        self.label_epoch = 0  # epochs the labelling model had trained for
+
+    @property
+    def labels_needed(self) -> bool:
+        return self.options["pl_weight"] > 0 or self.options["cl_weight"] > 0
+
+    @property
+    def prototypes_needed(self) -> bool:
+        return self.inference is Inference.PROTOTYPE or (
+            self.pseudo_labels is PseudoLabels.PROTOTYPE and self.labels_needed
+        )
+
+    def setup(self, trainer: Trainer) -> None:
+        self.momentum_model = frozen_copy(trainer.model)
+
+    # ---- training
+    def training_forward(
+        self, model: nn.Module, batch: Batch
+    ) -> tuple[dict[str, Tensor], dict[str, float]]:
+        options = self.options
+        output = model(batch.features)
+        losses: dict[str, Tensor] = {}
+        if options["mil_weight"] > 0:
+            weights = None if self.class_weights is None else self.class_weights.to(batch.weak)
+            losses["mil"] = options["mil_weight"] * attentive_mil_loss(
+                output, batch.weak, options["visual_label_smoothing"], class_weights=weights
+            )
+        if self.labels is not None:
+            labels = self.labels[batch.index.cpu()].to(batch.weak.device)
+            if options["pl_weight"] > 0:
+                losses["pl"] = options["pl_weight"] * clamped_bce(output.segment_prob, labels)
+            if options["cl_weight"] > 0:
+                losses["cl"] = options["cl_weight"] * pseudo_label_contrastive_loss(
+                    output.features.flatten(0, 2),
+                    labels.flatten(0, 2) >= LABEL_THRESHOLD,
+                    options["cl_temperature"],
+                )
+        return losses, {}
+
+    def after_optimizer_step(self, trainer: Trainer) -> None:
+        ema_update(self.momentum_model, trainer.model, self.options["momentum"])
+
+    # ---- between epochs
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        if not self.labels_needed or epoch < self.options["warmup_epochs"]:
+            return {}
+        report: dict[str, float] = {}
+        refresh = (
+            self.labels is None
+            or self.label_model is LabelModel.LATEST
+            or _previous_epoch_was_best(trainer, epoch)
+        )
+        if refresh:
+            if self.pseudo_labels is PseudoLabels.PROTOTYPE and self.prototypes is None:
+                # Only with warmup_epochs = 0: no epoch has ended to build them yet.
+                report |= self.build_prototypes(trainer.feature_names, trainer.device)
+            self.labels = self.compute_labels(trainer.feature_names, trainer.device)
+            self.label_epoch = epoch
+        report["pseudo.label_epoch"] = float(self.label_epoch)
+        return report | self.label_report(trainer.hidden_train_labels)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        if not self.prototypes_needed:
+            return {}
+        return self.build_prototypes(trainer.feature_names, trainer.device)
+
+    @torch.no_grad()
+    def build_prototypes(self, names: list[str], device: torch.device) -> dict[str, float]:
+        """Select segments over the training split with the momentum model, cluster per class."""
+        options = self.options
+        weak_all = np.asarray(self.train_data.weak, dtype=np.float32)
+        classes = weak_all.shape[1]
+        positive: list[list[np.ndarray]] = [[] for _ in range(classes)]
+        negative: list[list[np.ndarray]] = [[] for _ in range(classes)]
+        dim = 0
+        for indices, output in iterate_outputs(self.momentum_model, self.train_data, names, device):
+            weak = torch.from_numpy(weak_all[indices]).to(device)
+            chosen_positive, chosen_negative = select_segments(
+                output.segment_prob,
+                weak,
+                options["gamma"],
+                options["beta"],
+                options["false_positive_threshold"],
+            )
+            features = F.normalize(output.features, dim=-1)
+            dim = features.shape[-1]
+            for c in range(classes):
+                positive[c].append(features[chosen_positive[..., c]].float().cpu().numpy())
+                negative[c].append(features[chosen_negative[..., c]].float().cpu().numpy())
+        positive_sets = [np.concatenate(parts) for parts in positive]
+        negative_sets = [np.concatenate(parts) for parts in negative]
+        self.prototypes = Prototypes.from_sets(
+            [self._cluster(points) for points in positive_sets],
+            [self._cluster(points) for points in negative_sets],
+            options["k"],
+            dim,
+        )
+        positive_counts, negative_counts = self.prototypes.counts()
+        return {
+            "pseudo.positives": float(sum(len(points) for points in positive_sets)),
+            "pseudo.negatives": float(sum(len(points) for points in negative_sets)),
+            "pseudo.classes_without_negatives": float((negative_counts == 0).sum()),
+            "pseudo.classes_without_positives": float((positive_counts == 0).sum()),
+        }
+
+    def _cluster(self, points: np.ndarray) -> np.ndarray:
+        options = self.options
+        return kmeans_prototypes(
+            points,
+            options["k"],
+            seed=self.config["seed"],
+            n_init=options["kmeans_n_init"],
+            normalize=options["normalize_prototypes"],
+        )
+
+    @torch.no_grad()
+    def compute_labels(self, names: list[str], device: torch.device) -> Tensor:
+        """Pseudo labels (V, T, 2, C) of the whole training split from the momentum model."""
+        weak_all = np.asarray(self.train_data.weak, dtype=np.float32)
+        prototypes = None if self.prototypes is None else self.prototypes.to(device)
+        parts = []
+        for indices, output in iterate_outputs(self.momentum_model, self.train_data, names, device):
+            weak = torch.from_numpy(weak_all[indices]).to(device)
+            if self.pseudo_labels is PseudoLabels.PROTOTYPE:
+                labels = prototype_labels(
+                    output.features,
+                    weak,
+                    prototypes,
+                    self.label_type,
+                    self.options["temperature"],
+                )
+            else:
+                labels = naive_labels(output.segment_prob, weak, self.label_type)
+            parts.append(labels.float().cpu())
+        return torch.cat(parts)
+
+    def label_report(self, hidden: DenseLabels | None) -> dict[str, float]:
+        """Binarised pseudo labels against the hidden segment labels of synthetic data."""
+        if hidden is None or self.labels is None:
+            return {}
+        truth = torch.from_numpy(np.stack((hidden.audio, hidden.visual), axis=2).astype(bool))
+        quality = binary_quality(self.labels >= LABEL_THRESHOLD, truth)
+        return {f"pseudo.{name}": value for name, value in quality.items()}
+
+    # ---- inference
+    @torch.no_grad()
+    def infer(self, model: nn.Module, features: dict[str, Tensor]) -> ParseOutput:
+        output = model(features)
+        if self.inference is Inference.CLASSIFIER:
+            return output
+        if self.prototypes is None:
+            raise RuntimeError(
+                "method.inference=prototype but no prototypes exist yet (they are built at the "
+                "end of every epoch); use method.inference=classifier"
+            )
+        network = self._momentum_network(model)
+        source = output if network is model else network(features)
+        predicted = (output.video_prob >= VIDEO_LABEL_THRESHOLD).to(output.segment_prob.dtype)
+        segment_prob = prototype_labels(
+            source.features,
+            predicted,
+            self.prototypes.to(predicted.device),
+            self.label_type,
+            self.options["temperature"],
+        )
+        return dataclasses.replace(output, segment_prob=segment_prob)
+
+    def _momentum_network(self, model: nn.Module) -> nn.Module:
+        if self.momentum_model is None:
+            if self._pending_momentum_state is None:
+                raise RuntimeError("no momentum model: neither trained nor loaded from a run")
+            self.momentum_model = frozen_copy(model)
+            self.momentum_model.load_state_dict(self._pending_momentum_state)
+            self._pending_momentum_state = None
+        return self.momentum_model
+
+    # ---- state
+    def state_dict(self) -> dict[str, Any]:
+        momentum = (
+            self._pending_momentum_state
+            if self.momentum_model is None
+            else self.momentum_model.state_dict()
+        )
+        return {
+            "momentum_model": momentum,
+            "prototypes": None if self.prototypes is None else dataclasses.asdict(self.prototypes),
+            "labels": self.labels,
+            "label_epoch": self.label_epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.momentum_model is None:
+            self._pending_momentum_state = state["momentum_model"]
+        else:
+            self.momentum_model.load_state_dict(state["momentum_model"])
+        prototypes = state["prototypes"]
+        self.prototypes = (
+            None
+            if prototypes is None
+            else Prototypes(**{name: value.cpu() for name, value in prototypes.items()})
+        )
+        self.labels = None if state["labels"] is None else state["labels"].cpu()
+        self.label_epoch = state["label_epoch"]
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    problems = []
+    if not 0.0 <= options["momentum"] <= 1.0:
+        problems.append(f"method.momentum must be in [0, 1], got {options['momentum']}")
+    if options["k"] < 1:
+        problems.append(f"method.k must be >= 1, got {options['k']}")
+    for name in ("temperature", "cl_temperature"):
+        if options[name] <= 0:
+            problems.append(f"method.{name} must be > 0, got {options[name]}")
+    for name in ("mil_weight", "pl_weight", "cl_weight", "warmup_epochs"):
+        if options[name] < 0:
+            problems.append(f"method.{name} must be >= 0, got {options[name]}")
+    if options["mil_weight"] == options["pl_weight"] == options["cl_weight"] == 0:
+        problems.append("method.mil_weight, pl_weight and cl_weight are all 0: no loss to train")
+    elif options["mil_weight"] == 0 and options["warmup_epochs"] > 0:
+        problems.append("method.mil_weight=0 leaves nothing to train on during the warm-up")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _previous_epoch_was_best(trainer: Trainer, epoch: int) -> bool:
+    """Whether the epoch that just ended (1-based ``epoch``) set the best validation score."""
+    # Only the main process validates; every process must keep the same labels.
+    flag = torch.tensor([int(trainer.best_epoch == epoch)], device=trainer.device)
+    if distributed.world_size() > 1:
+        torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def ppl_test_method(
+    run_dir: str | Path, device: str = "cpu", overrides: Sequence[str] = ()
+) -> tuple[Config, nn.Module, PPL]:
+    """PPL_Test (paper Table 3): prototypes from a trained run's own model, no retraining.
+
+    Returns ``(config, model, method)`` for ``avvp.training.inference.score_split`` or
+    ``predict_split``: the run's config with the ``ppl`` preset's method section, then
+    ``overrides`` (``key=value``, e.g. ``data.root=...`` or ``method.label_type=hard``, the rule
+    the paper names for PPL_Test); the run's best model; a PPL method whose prototypes come from
+    that model's features on the training split (so the momentum model is the model itself).
+    """
+    run_config, model, _ = load_run(run_dir, device)
+    config = copy.deepcopy(run_config)
+    config["method"] = resolve_config("ppl")["method"]
+    config = merge(config, parse_overrides(overrides), "")
+    train = load_splits(config, ("train",), progress=False)["train"]
+    method = PPL(config, train)
+    method.momentum_model = model
+    method.build_prototypes(feature_names(config), resolve_device(device))
+    return config, model, method
+
+
+def ppl_test(
+    run_dir: str | Path, split: str = "test", device: str = "cpu", overrides: Sequence[str] = ()
+) -> dict[str, dict[str, float]]:
+    """The evaluation metrics of PPL_Test on ``split``, e.g. ``ppl_test("runs/han")``."""
+    config, model, method = ppl_test_method(run_dir, device, overrides)
+    data = load_splits(config, (split,), progress=False)[split]
+    return score_split(model, method, data, config, resolve_device(device))
