@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,7 @@ class Experiment:
 
     @property
     def folder(self) -> str:
-        return "".join(c if c.isalnum() else "-" for c in self.name.lower()).strip("-")
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
 
 
 NO_AUGMENTATION = "method.augmentation=false"
@@ -106,6 +107,17 @@ EXPERIMENTS = (
         "PoiBin tau (paper Table 4)",
         ((55.7, 55.6, 50.2, 53.8, 56.0), (48.1, 51.4, 44.2, 47.6, 47.2)),
     ),
+)
+PPL_ABLATIONS = "PPL ablations (papers 000/001 report these on LLP; their rows are not transcribed)"
+EXPERIMENTS += (
+    Experiment(
+        "PPL", "ppl", published=((65.9, 66.7, 61.9, 64.8, 63.7), (57.3, 64.3, 54.3, 59.9, 57.9))
+    ),
+    Experiment("PPL: naive pseudo labels", "ppl", ("method.pseudo_labels=naive",), PPL_ABLATIONS),
+    Experiment("PPL: hard pseudo labels", "ppl", ("method.label_type=hard",), PPL_ABLATIONS),
+    Experiment("PPL: no contrastive loss", "ppl", ("method.cl_weight=0",), PPL_ABLATIONS),
+    Experiment("PPL: no EMA encoder", "ppl", ("method.momentum=0",), PPL_ABLATIONS),
+    Experiment("PPL: classifier inference", "ppl", ("method.inference=classifier",), PPL_ABLATIONS),
 )
 COLUMNS = ("A", "V", "AV", "Type", "Event")
 
