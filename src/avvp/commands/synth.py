@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from avvp.data.synthetic import GeneratorConfig
+
     parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
     parser.add_argument(
         "--annotations",
@@ -28,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="scales noise, per-video nuisance and scene strength; 0 = clean features "
-        "(default 1.0; calibration against HAN on LLP: docs/calibration.md)",
+        f"(default {GeneratorConfig().difficulty}, calibrated against HAN on LLP: "
+        "docs/calibration.md)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
