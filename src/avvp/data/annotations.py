@@ -88,6 +88,9 @@ class DenseLabels:
     def audio_visual(self) -> np.ndarray:
         return self.audio & self.visual
 
+    def subset(self, indices: np.ndarray) -> DenseLabels:
+        return DenseLabels(self.audio[indices], self.visual[indices], self.ignored_rows)
+
 
 def _read_rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
     """Rows of a tab-separated file as (line number, fields), header checked."""

@@ -74,6 +74,16 @@ class SplitData:
     def video_ids(self) -> tuple[str, ...]:
         return tuple(video_id(name) for name in self.filenames)
 
+    def subset(self, indices: np.ndarray) -> SplitData:
+        """The videos at ``indices`` (in that order), features copied into memory."""
+        return SplitData(
+            split=self.split,
+            filenames=tuple(self.filenames[i] for i in indices),
+            features={name: np.asarray(array[indices]) for name, array in self.features.items()},
+            weak=self.weak[indices],
+            dense=None if self.dense is None else self.dense.subset(indices),
+        )
+
 
 @dataclass(frozen=True)
 class CacheInfo:

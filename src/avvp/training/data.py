@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from avvp.config import Config
 from avvp.data.annotations import DenseLabels
 from avvp.data.dataset import SplitData, load_split
@@ -28,12 +30,23 @@ def data_root(config: Config) -> Path:
     return path
 
 
+def train_subset(config: Config, train_size: int) -> np.ndarray | None:
+    """Sorted indices of the ``data.train_videos`` subset of the train split; None: all videos."""
+    wanted = config["data"]["train_videos"]
+    if wanted is None:
+        return None
+    if not 1 <= wanted <= train_size:
+        raise ValueError(f"data.train_videos={wanted}: the train split has {train_size} videos")
+    rng = np.random.default_rng(config["data"]["train_subset_seed"])
+    return np.sort(rng.choice(train_size, size=wanted, replace=False))
+
+
 def load_splits(
     config: Config, splits=("train", "val", "test"), progress: bool = True
 ) -> dict[str, SplitData]:
     root = data_root(config)
     features = config["features"]
-    return {
+    loaded = {
         split: load_split(
             root,
             split,
@@ -46,6 +59,11 @@ def load_splits(
         )
         for split in splits
     }
+    if "train" in loaded:
+        indices = train_subset(config, len(loaded["train"]))
+        if indices is not None:
+            loaded["train"] = loaded["train"].subset(indices)
+    return loaded
 
 
 def load_hidden_train_labels(config: Config) -> DenseLabels | None:
@@ -56,4 +74,8 @@ def load_hidden_train_labels(config: Config) -> DenseLabels | None:
     """
     from avvp.data.synthetic import load_hidden_train_labels as load
 
-    return load(data_root(config))
+    hidden = load(data_root(config))
+    if hidden is None:
+        return None
+    indices = train_subset(config, len(hidden.audio))
+    return hidden if indices is None else hidden.subset(indices)
