@@ -49,3 +49,20 @@ def test_compare_methods_rejects_unknown_experiments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare_methods.main(["--data", str(tmp_path), "--only", "HAN,Nope"])
     assert "Nope" in capsys.readouterr().err
+
+
+def test_ablation_rows_train_with_their_own_seeds(dataset, tmp_path):
+    out, doc = tmp_path / "runs", tmp_path / "results.md"
+    argv = ["--data", str(dataset), "--seeds", "1,2", "--ablation-seeds", "3", "--jobs", "2"]
+    argv += ["--out", str(out), "--doc", str(doc), "--only", "HAN,PPL: k = 1", *TINY_OVERRIDES]
+    assert compare_methods.main(argv) == 0
+    assert sorted(path.name for path in (out / "han").glob("seed-*") if path.is_dir()) == [
+        "seed-1",
+        "seed-2",
+    ]
+    assert [path.name for path in (out / "ppl-k-1").glob("seed-*") if path.is_dir()] == ["seed-3"]
+    metrics = json.loads((out / "ppl-k-1" / "seed-3" / "test_metrics.json").read_text())
+    row = next(line for line in doc.read_text().splitlines() if line.startswith("| PPL: k = 1"))
+    assert row.startswith("| PPL: k = 1 (ours, 1 seed) |")
+    assert row.split(" | ")[4] == f"{metrics['segment']['type']:.1f}"  # one seed: no ± cell
+    assert "--ablation-seeds 3" in doc.read_text()
