@@ -403,3 +403,24 @@ def test_ppl_test_on_a_han_run(dataset, tmp_path):
     prototype = ppl_test(run)
     assert set(prototype) == {"segment", "event"}
     assert prototype != han
+
+    # the same from the command line: avvp evaluate --run RUN --inference prototype|classifier
+    for inference, expected in (("prototype", prototype), ("classifier", han)):
+        out = tmp_path / f"{inference}.json"
+        argv = ["evaluate", "--run", str(run), "--inference", inference, "--json", str(out)]
+        assert main(argv) == 0
+        assert read_json(out) == expected
+
+
+def test_evaluate_inference_switches_a_ppl_run_between_its_rules(dataset, tmp_path):
+    run = tmp_path / "ppl"
+    flags = ["--data", str(dataset), "--out", str(run), *TINY_TRAINING]
+    assert main(["train", "--method", "ppl", *flags]) == 0
+    scores = {}
+    for inference in ("prototype", "classifier"):
+        out = tmp_path / f"{inference}.json"
+        argv = ["evaluate", "--run", str(run), "--inference", inference, "--json", str(out)]
+        assert main(argv) == 0
+        scores[inference] = read_json(out)
+    assert scores["prototype"] == read_json(run / "test_metrics.json")  # the preset's rule
+    assert scores["classifier"] != scores["prototype"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from avvp.data.annotations import EVAL_SPLITS, AudioGroundTruth
 from avvp.evaluation.metrics import Gate, IoUMode
 
-RUN_ONLY = ("gate", "threshold", "device")
+RUN_ONLY = ("gate", "threshold", "device", "inference")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_only.add_argument("--gate", default=None, choices=[member.value for member in Gate])
     run_only.add_argument("--threshold", default=None, type=float, help="segment threshold")
     run_only.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default cpu)")
+    run_only.add_argument(
+        "--inference",
+        default=None,
+        choices=["prototype", "classifier"],
+        help="inference rule (default: the run's own). prototype on a non-PPL run is PPL_Test: "
+        "PPL's prototype labels from the run's model, no retraining",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,6 +35,27 @@ def load_run(
     return config, model, method
 
 
+def load_run_for_inference(
+    run_dir: str | Path, device: str, overrides: list[str], inference: str | None
+) -> tuple[Config, nn.Module, Method]:
+    """:func:`load_run` with the inference rule ``prototype`` or ``classifier`` (None: the run's).
+
+    ``prototype`` on a run of another method is PPL_Test (papers 000/001, Table 3): prototypes
+    from the run's own model on the training split, no retraining. ``classifier`` is the model's
+    segment probabilities, which every method but PPL infers with already.
+    """
+    if inference is None:
+        return load_run(run_dir, device, overrides)
+    config, model, method = load_run(run_dir, device, overrides)
+    if config["method"]["name"] == "ppl":
+        return load_run(run_dir, device, [*overrides, f"method.inference={inference}"])
+    if inference == "prototype":
+        from avvp.methods.ppl import ppl_test_method
+
+        return ppl_test_method(run_dir, device, overrides)
+    return config, model, method
+
+
 def run_overrides(args: argparse.Namespace) -> list[str]:
     """Config overrides from the evaluate/predict command-line flags that were given."""
     flags = {
@@ -59,7 +80,9 @@ def evaluate_run_command(args: argparse.Namespace) -> int:
     from avvp.training.inference import score_split
 
     device = getattr(args, "device", None) or "cpu"
-    config, model, method = load_run(args.run, device, run_overrides(args))
+    config, model, method = load_run_for_inference(
+        args.run, device, run_overrides(args), getattr(args, "inference", None)
+    )
     data = load_splits(config, (args.split,), progress=False)[args.split]
     metrics = score_split(model, method, data, config, resolve_device(device))
     method_name, audio_gt = config["method"]["name"], config["data"]["audio_gt"]
