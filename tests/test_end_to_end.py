@@ -1,5 +1,6 @@
 """The whole pipeline in-process on tiny synthetic data: synth, train, evaluate, predict."""
 
+import csv
 import json
 import os
 import subprocess
@@ -155,3 +156,13 @@ def test_builtin_synthetic_data_is_generated_once_and_reused(tmp_path, monkeypat
     assert read_json(tmp_path / "a" / "test_metrics.json") == read_json(
         tmp_path / "b" / "test_metrics.json"
     )
+
+
+def test_metrics_csv_times_each_phase_of_an_epoch(seeds_run):
+    with open(seeds_run / "seed-1" / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 2
+    for row in rows:
+        phases = [float(row[f"seconds.{phase}"]) for phase in ("method", "train", "val")]
+        assert phases[1] > 0 and phases[2] > 0
+        assert sum(phases) <= float(row["seconds"])

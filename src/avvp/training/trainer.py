@@ -10,10 +10,12 @@ model with the best validation score, used for evaluation and prediction) and, a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,19 +198,26 @@ class Trainer:
         epoch = self.epoch
         started = time.perf_counter()
         logs: dict[str, float] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
-        logs.update(self.method.on_epoch_start(self, epoch))
-        logs.update(self.train_one_epoch(epoch))
-        logs.update(self.method.on_epoch_end(self, epoch))
+        # Per-phase wall time, so a method's between-epoch work (pseudo labels, EM) shows its cost.
+        phases = {"seconds.method": 0.0, "seconds.train": 0.0, "seconds.val": 0.0}
+        with timed(phases, "seconds.method"):
+            logs.update(self.method.on_epoch_start(self, epoch))
+        with timed(phases, "seconds.train"):
+            logs.update(self.train_one_epoch(epoch))
+        with timed(phases, "seconds.method"):
+            logs.update(self.method.on_epoch_end(self, epoch))
         self.scheduler.step()
         if distributed.is_main_process():
-            val_metrics = score_split(
-                self.model, self.method, self.data["val"], self.config, self.device
-            )
+            with timed(phases, "seconds.val"):
+                val_metrics = score_split(
+                    self.model, self.method, self.data["val"], self.config, self.device
+                )
             logs.update(flatten_metrics(val_metrics, "val."))
             score = metric_value(val_metrics, self.config["train"]["select_metric"])
             if score > self.best_score:
                 self.best_score, self.best_epoch = score, epoch + 1
                 self.save_best(val_metrics)
+        logs.update(phases)
         logs["seconds"] = time.perf_counter() - started
         self.epoch = epoch + 1
         self.history.append(logs)
@@ -322,6 +331,16 @@ class Trainer:
             f"val {select} {logs.get('val.' + select, float('nan')):.2f}  "
             f"(best {self.best_score:.2f} @ {self.best_epoch})  {logs['seconds']:.1f}s"
         )
+
+
+@contextlib.contextmanager
+def timed(totals: dict[str, float], key: str) -> Iterator[None]:
+    """Add the wall time of the ``with`` block to ``totals[key]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        totals[key] += time.perf_counter() - started
 
 
 def check_resumable(saved: Config, current: Config) -> None:
