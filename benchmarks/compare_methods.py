@@ -57,10 +57,11 @@ class Experiment:
 NO_AUGMENTATION = "method.augmentation=false"
 # Published numbers: SPEC sections 4 and 5; ablations from paper 002, Tables 3 and 4, as printed
 # (its Table 3 first row has segment Type@AV 56.8 and event Type@AV 56.9).
+HAN = Experiment(
+    "HAN", "han", published=((60.1, 52.9, 48.9, 54.0, 55.4), (51.3, 48.9, 43.0, 47.7, 48.0))
+)
 EXPERIMENTS = (
-    Experiment(
-        "HAN", "han", published=((60.1, 52.9, 48.9, 54.0, 55.4), (51.3, 48.9, 43.0, 47.7, 48.0))
-    ),
+    HAN,
     Experiment(
         "PoiBin",
         "poibin",
@@ -126,6 +127,14 @@ EXPERIMENTS += tuple(
     for name, key, values in (("tau", "temperature", (0.05, 0.3)), ("k", "k", (1, 50)))
     for value in values
 )
+# Prototype labels from a trained HAN's own features, no retraining (paper 000, Table 3).
+PPL_TEST = Experiment(
+    "HAN + PPL_Test",
+    "han",
+    group="PPL_Test: PPL's prototype inference on the trained HAN runs (paper 000, Table 3)",
+    published=((62.5, 55.3, 52.3, 56.0, 58.3), (55.4, 51.1, 46.9, 50.9, 50.6)),
+)
+PPL_TEST_FILE = "ppl_test_metrics.json"
 COLUMNS = ("A", "V", "AV", "Type", "Event")
 
 
@@ -144,19 +153,36 @@ def train_command(experiment: Experiment, args: argparse.Namespace, seed: int) -
 
 def run_one(experiment: Experiment, args: argparse.Namespace, seed: int) -> Path:
     run_dir = args.out / experiment.folder / f"seed-{seed}"
-    if (run_dir / "test_metrics.json").is_file():
-        return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(run_dir.parent / f"seed-{seed}.log", "w") as log:
-        finished = subprocess.run(
-            train_command(experiment, args, seed), stdout=log, stderr=subprocess.STDOUT,
-            env=environment, check=False,
-        )  # fmt: skip
-    if finished.returncode != 0:
-        raise RuntimeError(f"{experiment.name} seed {seed} failed; see {log.name}")
-    print(f"done: {experiment.name} seed {seed}", flush=True)
+    if not (run_dir / "test_metrics.json").is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        command = train_command(experiment, args, seed)
+        run_logged(command, run_dir.parent / f"seed-{seed}.log", f"{experiment.name} seed {seed}")
     return run_dir
+
+
+def ppl_test_one(args: argparse.Namespace, seed: int) -> Path:
+    """PPL_Test of the HAN run of ``seed``: its test metrics with prototype inference."""
+    run_dir = args.out / HAN.folder / f"seed-{seed}"
+    out = run_dir / PPL_TEST_FILE
+    if not out.is_file():
+        command = [
+            sys.executable, "-m", "avvp.cli", "evaluate", "--run", str(run_dir),
+            "--inference", "prototype", "--json", str(out),
+        ]  # fmt: skip
+        run_logged(command, run_dir.parent / f"seed-{seed}-ppl-test.log", f"PPL_Test seed {seed}")
+    return out
+
+
+def run_logged(command: list[str], log_path: Path, what: str) -> None:
+    """One single-thread ``avvp`` process, its output in ``log_path``."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log_path, "w") as log:
+        finished = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, env=environment, check=False
+        )
+    if finished.returncode != 0:
+        raise RuntimeError(f"{what} failed; see {log_path}")
+    print(f"done: {what}", flush=True)
 
 
 def load_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -224,6 +250,9 @@ def write_page(args: argparse.Namespace, experiments: list[Experiment]) -> str:
             table_rows(experiment, [load_metrics(run_dir) for run_dir in run_dirs])
         )
         histories[experiment.name] = [read_history(run_dir) for run_dir in run_dirs]
+        if experiment is HAN:
+            ppl_test = [json.loads((d / PPL_TEST_FILE).read_text()) for d in run_dirs]
+            groups.setdefault(PPL_TEST.group, []).extend(table_rows(PPL_TEST, ppl_test))
     version = code_version()
     training = sum(float(np.nansum(h["seconds"])) for seeds in histories.values() for h in seeds)
     lines = [
@@ -291,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [pool.submit(run_one, e, args, seed) for e in ordered for seed in seeds_of(e, args)]
         for job in jobs:
             job.result()
+        if HAN in experiments:
+            seeds = seeds_of(HAN, args)
+            for job in [pool.submit(ppl_test_one, args, seed) for seed in seeds]:
+                job.result()
     print(write_page(args, experiments))
     return 0
 

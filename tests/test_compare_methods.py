@@ -37,10 +37,21 @@ def test_compare_methods_tables_the_runs_and_skips_finished_ones(dataset, tmp_pa
         assert f"| {name} (paper, LLP) |" in page
     assert "| HAN (paper, LLP) | 60.1 | 52.9 | 48.9 | 54.0 | 55.4 | 51.3" in page
     assert (doc.parent / "figures" / "poibin_tau_error.png").is_file()  # tau error on synthetic
+    # PPL_Test: the HAN runs evaluated with prototype inference
+    ppl_test = [
+        json.loads((out / "han" / f"seed-{s}" / "ppl_test_metrics.json").read_text())
+        for s in (1, 2)
+    ]
+    row = next(line for line in page.splitlines() if line.startswith("| HAN + PPL_Test (ours"))
+    assert row.split(" | ")[4] == (
+        f"{summarize(ppl_test)['mean']['segment']['type']:.1f} ± "
+        f"{summarize(ppl_test)['std']['segment']['type']:.1f}"
+    )
+    assert ppl_test[0] != json.loads((out / "han" / "seed-1" / "test_metrics.json").read_text())
 
     logs = sorted(out.glob("*/seed-*.log"))
     written = [path.stat().st_mtime_ns for path in logs]
-    assert len(logs) == 4
+    assert len(logs) == 6  # 2 methods x 2 seeds trained, 2 PPL_Test evaluations
     assert compare_methods.main(argv) == 0  # finished runs are kept, not trained again
     assert [path.stat().st_mtime_ns for path in logs] == written
 
