@@ -37,6 +37,8 @@ from avvp.training.run_info import code_version
 from avvp.training.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SPEED_RESULTS = ("han_speed", "cache_speed", "poibin_speed", "ppl_cost", "eval_speed")
 Published = tuple[tuple[float, ...], tuple[float, ...]]  # segment, event: A, V, AV, Type, Event
 MAIN_GROUP = "Methods"
 
@@ -266,6 +268,7 @@ def write_page(args: argparse.Namespace, experiments: list[Experiment]) -> str:
         f"{os.cpu_count()} CPU cores). Test split; ours are mean ± "
         "std over seeds, the paper rows are the published numbers on real LLP (SPEC), for the "
         "ordering, not for equality: synthetic features are not LLP features.",
+        *scale_note(args.overrides),
     ]
     for group, rows in groups.items():
         lines += ["", f"## {group}", "", header, separator, *rows]
@@ -278,17 +281,66 @@ def write_page(args: argparse.Namespace, experiments: list[Experiment]) -> str:
             "",
             f"![tau error]({relative})",
         ]
-    lines += [
-        "",
-        "## Speed",
-        "",
-        "See benchmarks/results/: han_speed.md (training throughput, inference latency, memory), "
-        "cache_speed.md (epoch time, cache against per-file .npy), poibin_speed.md (pooling).",
-    ]
+    lines += cost_section(histories)
+    lines += speed_section(args.doc)
     page = "\n".join(lines) + "\n"
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(page)
     return page
+
+
+def scale_note(overrides: list[str]) -> list[str]:
+    subset = [o.split("=", 1)[1] for o in overrides if o.startswith("data.train_videos=")]
+    if not subset:
+        return []
+    return [
+        "",
+        f"Scale: every run trains on the same fixed random subset of {subset[-1]} train videos "
+        "(`data.train_videos`), so that the whole comparison fits on a 2-core CPU; validation and "
+        "test are complete. Absolute numbers are lower than with the full train split "
+        "(docs/calibration.md); compare rows with each other.",
+    ]
+
+
+def cost_section(histories: dict[str, list[dict[str, np.ndarray]]]) -> list[str]:
+    """Mean epoch wall time of each experiment (training + between-epoch work + validation)."""
+    epoch_seconds = {
+        name: float(np.mean(np.concatenate([h["seconds"] for h in seeds])))
+        for name, seeds in histories.items()
+    }
+    reference = epoch_seconds.get(HAN.name)
+    lines = [
+        "",
+        "## Training cost",
+        "",
+        "Mean wall time of an epoch (training, the method's between-epoch work, validation) "
+        "in these runs, single-thread processes sharing the CPU, so compare ratios.",
+        "",
+        "| run | epoch s | x HAN |",
+        "| --- | --- | --- |",
+    ]
+    for name, seconds in epoch_seconds.items():
+        ratio = f"{seconds / reference:.2f}" if reference else "-"
+        lines.append(f"| {name} | {seconds:.1f} | {ratio} |")
+    return lines
+
+
+def speed_section(doc: Path) -> list[str]:
+    """The speed benchmarks' tables, copied from benchmarks/results/*.md with a link to each."""
+    lines = ["", "## Speed"]
+    for name in SPEED_RESULTS:
+        path = RESULTS / f"{name}.md"
+        if not path.is_file():
+            continue
+        text = path.read_text().splitlines()
+        title = text[0].lstrip("# ")
+        link = os.path.relpath(path, doc.parent)
+        lines += ["", f"### {title}", "", f"From [{path.name}]({link}):"]
+        for previous, line in zip(["", *text], text, strict=False):
+            if line.startswith("|"):
+                # a blank line before each table keeps consecutive tables apart
+                lines += [line] if previous.startswith("|") else ["", line]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

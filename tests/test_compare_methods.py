@@ -48,6 +48,13 @@ def test_compare_methods_tables_the_runs_and_skips_finished_ones(dataset, tmp_pa
         f"{summarize(ppl_test)['std']['segment']['type']:.1f}"
     )
     assert ppl_test[0] != json.loads((out / "han" / "seed-1" / "test_metrics.json").read_text())
+    cost = page.split("## Training cost", 1)[1]
+    assert cost.split("| HAN | ", 1)[1].split(" | ")[1].startswith("1.00")  # HAN is the unit
+    assert "| PoiBin | " in cost
+    speed = page.split("## Speed", 1)[1]
+    link = speed.split("[han_speed.md](", 1)[1].split(")", 1)[0]
+    assert (doc.parent / link).resolve() == compare_methods.RESULTS / "han_speed.md"
+    assert "| device |" in speed  # the HAN speed table of benchmarks/results
 
     logs = sorted(out.glob("*/seed-*.log"))
     written = [path.stat().st_mtime_ns for path in logs]
