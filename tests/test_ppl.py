@@ -427,3 +427,19 @@ def test_evaluate_inference_switches_a_ppl_run_between_its_rules(dataset, tmp_pa
         scores[inference] = read_json(out)
     assert scores["prototype"] == read_json(run / "test_metrics.json")  # the preset's rule
     assert scores["classifier"] != scores["prototype"]
+
+
+def test_one_momentum_pass_per_epoch_serves_prototypes_and_labels(dataset, tmp_path, monkeypatch):
+    from avvp.methods.ppl import PPL
+
+    passes = []
+    original = PPL.momentum_outputs
+
+    def counted(self, names, device):
+        passes.append(len(self.train_data))
+        return original(self, names, device)
+
+    monkeypatch.setattr(PPL, "momentum_outputs", counted)
+    # optim.epochs=2 in TINY_TRAINING; 3 here: warm-up, then two epochs with pseudo labels
+    assert train(dataset, tmp_path / "run", "optim.epochs=3") == 0
+    assert len(passes) == 3  # one at each epoch's end, none at the starts

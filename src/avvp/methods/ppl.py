@@ -71,7 +71,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -94,7 +94,7 @@ from avvp.training import distributed
 from avvp.training.batches import feature_names
 from avvp.training.data import load_splits
 from avvp.training.evaluate_run import load_run
-from avvp.training.inference import iterate_outputs, score_split
+from avvp.training.inference import INFERENCE_BATCH_SIZE, iterate_outputs, score_split
 from avvp.training.trainer import resolve_device
 
 if TYPE_CHECKING:
@@ -126,6 +126,13 @@ class LabelModel(Choice, label="method.label_model"):
 class Inference(Choice, label="method.inference"):
     PROTOTYPE = "prototype"
     CLASSIFIER = "classifier"
+
+
+class SplitOutputs(NamedTuple):
+    """A model's view of every video of a split, on the CPU."""
+
+    features: Tensor  # (V, T, 2, D) segment features, not normalised
+    segment_prob: Tensor  # (V, T, 2, C)
 
 
 @dataclass
@@ -296,6 +303,7 @@ class PPL(Method):
         self._pending_momentum_state: dict[str, Tensor] | None = None
         self.prototypes: Prototypes | None = None
         self.labels: Tensor | None = None  # (V, T, 2, C) on the CPU
+        self._outputs: SplitOutputs | None = None
         self.label_epoch = 0  # epochs the labelling model had trained for
 
     @property
@@ -340,6 +348,7 @@ class PPL(Method):
 
     # ---- between epochs
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        outputs, self._outputs = self._outputs, None  # held from the last epoch's end only
         if not self.labels_needed or epoch < self.options["warmup_epochs"]:
             return {}
         report: dict[str, float] = {}
@@ -352,46 +361,55 @@ class PPL(Method):
             if self.pseudo_labels is PseudoLabels.PROTOTYPE and self.prototypes is None:
                 # Only with warmup_epochs = 0: no epoch has ended to build them yet.
                 report |= self.build_prototypes(trainer.feature_names, trainer.device)
-            self.labels = self.compute_labels(trainer.feature_names, trainer.device)
+            self.labels = self.compute_labels(trainer.feature_names, trainer.device, outputs)
             self.label_epoch = epoch
         report["pseudo.label_epoch"] = float(self.label_epoch)
         return report | self.label_report(trainer.hidden_train_labels)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        if not (self.prototypes_needed or self.labels_needed):
+            return {}
+        # One pass of the momentum model serves this epoch's prototypes and the next epoch's
+        # labels: nothing changes the momentum model in between (validation only reads it).
+        self._outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
         if not self.prototypes_needed:
             return {}
-        return self.build_prototypes(trainer.feature_names, trainer.device)
+        return self.build_prototypes(trainer.feature_names, trainer.device, self._outputs)
 
     @torch.no_grad()
-    def build_prototypes(self, names: list[str], device: torch.device) -> dict[str, float]:
+    def momentum_outputs(self, names: list[str], device: torch.device) -> SplitOutputs:
+        """The momentum model's segment features and probabilities for the whole train split."""
+        features, segment_prob = [], []
+        for _, output in iterate_outputs(self.momentum_model, self.train_data, names, device):
+            features.append(output.features.float().cpu())
+            segment_prob.append(output.segment_prob.float().cpu())
+        return SplitOutputs(torch.cat(features), torch.cat(segment_prob))
+
+    @torch.no_grad()
+    def build_prototypes(
+        self, names: list[str], device: torch.device, outputs: SplitOutputs | None = None
+    ) -> dict[str, float]:
         """Select segments over the training split with the momentum model, cluster per class."""
         options = self.options
-        weak_all = np.asarray(self.train_data.weak, dtype=np.float32)
-        classes = weak_all.shape[1]
-        positive: list[list[np.ndarray]] = [[] for _ in range(classes)]
-        negative: list[list[np.ndarray]] = [[] for _ in range(classes)]
-        dim = 0
-        for indices, output in iterate_outputs(self.momentum_model, self.train_data, names, device):
-            weak = torch.from_numpy(weak_all[indices]).to(device)
-            chosen_positive, chosen_negative = select_segments(
-                output.segment_prob,
-                weak,
-                options["gamma"],
-                options["beta"],
-                options["false_positive_threshold"],
-            )
-            features = F.normalize(output.features, dim=-1)
-            dim = features.shape[-1]
-            for c in range(classes):
-                positive[c].append(features[chosen_positive[..., c]].float().cpu().numpy())
-                negative[c].append(features[chosen_negative[..., c]].float().cpu().numpy())
-        positive_sets = [np.concatenate(parts) for parts in positive]
-        negative_sets = [np.concatenate(parts) for parts in negative]
+        if outputs is None:
+            outputs = self.momentum_outputs(names, device)
+        weak = torch.from_numpy(np.asarray(self.train_data.weak, dtype=np.float32))
+        chosen_positive, chosen_negative = select_segments(
+            outputs.segment_prob,
+            weak,
+            options["gamma"],
+            options["beta"],
+            options["false_positive_threshold"],
+        )
+        features = F.normalize(outputs.features, dim=-1)
+        classes = weak.shape[1]
+        positive_sets = [features[chosen_positive[..., c]].numpy() for c in range(classes)]
+        negative_sets = [features[chosen_negative[..., c]].numpy() for c in range(classes)]
         self.prototypes = Prototypes.from_sets(
             [self._cluster(points) for points in positive_sets],
             [self._cluster(points) for points in negative_sets],
             options["k"],
-            dim,
+            features.shape[-1],
         )
         positive_counts, negative_counts = self.prototypes.counts()
         return {
@@ -412,23 +430,29 @@ class PPL(Method):
         )
 
     @torch.no_grad()
-    def compute_labels(self, names: list[str], device: torch.device) -> Tensor:
+    def compute_labels(
+        self, names: list[str], device: torch.device, outputs: SplitOutputs | None = None
+    ) -> Tensor:
         """Pseudo labels (V, T, 2, C) of the whole training split from the momentum model."""
-        weak_all = np.asarray(self.train_data.weak, dtype=np.float32)
+        if outputs is None:
+            outputs = self.momentum_outputs(names, device)
+        weak_all = torch.from_numpy(np.asarray(self.train_data.weak, dtype=np.float32))
         prototypes = None if self.prototypes is None else self.prototypes.to(device)
         parts = []
-        for indices, output in iterate_outputs(self.momentum_model, self.train_data, names, device):
-            weak = torch.from_numpy(weak_all[indices]).to(device)
+        for start in range(0, len(weak_all), INFERENCE_BATCH_SIZE):
+            videos = slice(start, start + INFERENCE_BATCH_SIZE)
+            weak = weak_all[videos].to(device)
             if self.pseudo_labels is PseudoLabels.PROTOTYPE:
                 labels = prototype_labels(
-                    output.features,
+                    outputs.features[videos].to(device),
                     weak,
                     prototypes,
                     self.label_type,
                     self.options["temperature"],
                 )
             else:
-                labels = naive_labels(output.segment_prob, weak, self.label_type)
+                segment_prob = outputs.segment_prob[videos].to(device)
+                labels = naive_labels(segment_prob, weak, self.label_type)
             parts.append(labels.float().cpu())
         return torch.cat(parts)
 
