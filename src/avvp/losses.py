@@ -77,3 +77,61 @@ def seeded_generator(seed: int) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
+
+
+def stream_target_mil_loss(
+    output: ParseOutput, weak: Tensor, audio_target: Tensor, visual_target: Tensor
+) -> Tensor:
+    """HAN's three video-level BCEs with the stream targets given: VPLAN's basic loss.
+
+    Paper 003, Eq. 5: ``BCE(P, w) + BCE(P_a, audio_target) + BCE(P_v, visual_target)``, where the
+    global probability keeps the weak label and a stream's target is, e.g., the video-level
+    pseudo label of that stream (OR over segments) in place of HAN's (smoothed) weak label.
+    """
+    return (
+        clamped_bce(output.video_prob, weak)
+        + clamped_bce(output.video_prob_audio, audio_target)
+        + clamped_bce(output.video_prob_visual, visual_target)
+    )
+
+
+def category_richness(segment: Tensor, video: Tensor) -> Tensor:
+    """Classes in each segment over classes in the video, (B, T, C) and (B, C) -> (B, T).
+
+    Paper 003, Eq. 6, with sums in place of counts so that probabilities work too. A video with
+    no class gives 0 / 0, returned as 0 (its segments hold no class either).
+    """
+    return segment.sum(dim=-1) / video.sum(dim=-1, keepdim=True).clamp_min(PROBABILITY_EPSILON)
+
+
+def segment_richness(segment: Tensor) -> Tensor:
+    """Share of the T segments holding each class, (B, T, C) -> (B, C) (paper 003, Eq. 7)."""
+    return segment.mean(dim=1)
+
+
+def richness_aware_loss(
+    segment_prob: Tensor, labels: Tensor, video_prob: Tensor | None = None
+) -> Tensor:
+    """VPLAN's richness-aware loss for one stream (paper 003, Eq. 8).
+
+    ``BCE(category richness of segment_prob, of labels) + BCE(segment richness of segment_prob,
+    of labels)`` (Eqs. 6-7), ``segment_prob`` and ``labels`` (B, T, C). The labels' classes in
+    the video are their OR (max) over segments (the paper's video-level pseudo label). For the
+    predictions they are the max over segments of the probabilities, which gives the label
+    formula exactly on binary predictions and keeps every ratio in [0, 1]; ``video_prob`` (B, C),
+    e.g. the stream's attentive video probability, replaces that max when given. Videos whose
+    labels hold no class have no category richness (0 / 0) and are left out of that term (an
+    all-zero target no prediction can reach); their segment richness, 0 for every class, counts.
+    """
+    label_video = labels.amax(dim=1)
+    prob_video = segment_prob.amax(dim=1) if video_prob is None else video_prob
+    predicted = category_richness(segment_prob, prob_video).clamp(
+        PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON
+    )
+    terms = F.binary_cross_entropy(
+        predicted, category_richness(labels, label_video), reduction="none"
+    )
+    has_classes = (label_video.sum(dim=-1) > 0)[:, None].expand_as(terms)
+    # Zero that stays on the graph when no video of the batch has a class.
+    category = terms[has_classes].mean() if has_classes.any() else terms.sum() * 0.0
+    return category + clamped_bce(segment_richness(segment_prob), segment_richness(labels))

@@ -13,7 +13,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 KINDS = ("model", "pooling", "method")
-BUILTIN_MODULES = ("avvp.models", "avvp.methods.han", "avvp.methods.poibin", "avvp.methods.ppl")
+BUILTIN_MODULES = (
+    "avvp.models",
+    "avvp.methods.han",
+    "avvp.methods.poibin",
+    "avvp.methods.ppl",
+    "avvp.methods.vplan",
+)
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from avvp.data.synthetic import GeneratorConfig
+    from avvp.data.synthetic import DEFAULT_CLIP_QUALITY, GeneratorConfig
 
     parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
     parser.add_argument(
@@ -33,6 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {GeneratorConfig().difficulty}, calibrated against HAN on LLP: "
         "docs/calibration.md)",
     )
+    parser.add_argument(
+        "--clip-quality",
+        type=float,
+        default=DEFAULT_CLIP_QUALITY,
+        help="quality of the simulated CLIP scores written beside the dataset (higher = cleaner; "
+        f"default {DEFAULT_CLIP_QUALITY}, calibrated on VPLAN's PLG precision and recall: "
+        "docs/synthetic.md); not part of the dataset's settings, so an existing dataset accepts "
+        "any value and only its scores are rewritten",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -51,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         config=config,
         progress=not args.no_progress,
+        clip_quality=args.clip_quality,
     )
     manifest = read_manifest(root)
     counts = ", ".join(f"{split} {count}" for split, count in manifest["videos"].items())

@@ -29,6 +29,10 @@ calibrated so that HAN on the full-size annotation-driven set lands near HAN on 
 
 The hidden train labels go to ``synthetic_train_labels.npz``, apart from everything a method
 reads; only diagnostics (pseudo-label quality, PoiBin's count error) open it.
+
+Simulated CLIP scores (``ClipSimulation``) go to ``synthetic_clip_scores.npz``: what zero-shot
+CLIP would say of one frame a segment, derived from the visual labels and the rendered scene, for
+VPLAN's pseudo-label generation (docs/synthetic.md, "Simulated CLIP").
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from avvp.classes import CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from avvp.classes import CLASSES, NUM_CLASSES, NUM_SEGMENTS, class_indices
 from avvp.data.annotations import (
     DENSE_HEADER,
     SPLIT_FILES,
@@ -63,6 +67,11 @@ from avvp.io_utils import atomic_write, atomic_write_text, write_json
 
 MANIFEST = "synthetic.json"
 HIDDEN_TRAIN_LABELS = "synthetic_train_labels.npz"
+CLIP_SCORES = "synthetic_clip_scores.npz"
+CLIP_FORMAT_VERSION = 1
+# Calibrated so that PLG labels on the full-size annotation-driven val split come out near the
+# paper's video-level precision and recall (docs/synthetic.md, "Simulated CLIP").
+DEFAULT_CLIP_QUALITY = 1.0
 FULL_FILE = "AVVP_dataset_full.csv"
 AUDIO_FILES = tuple(member.filename for member in AudioGroundTruth)
 FORMAT_VERSION = 1
@@ -116,6 +125,17 @@ class GeneratorConfig:
             **asdict(self),
             "features": {name: asdict(spec) for name, spec in self.features.items()},
         }
+
+    @classmethod
+    def from_json(cls, values: Mapping) -> GeneratorConfig:
+        """The config that :meth:`to_json` wrote (JSON turned its tuples into lists)."""
+        fields = {
+            name: tuple(value) if isinstance(value, list) else value
+            for name, value in values.items()
+            if name != "features"
+        }
+        features = {name: FeatureSet(**spec) for name, spec in values["features"].items()}
+        return cls(**fields, features=features)
 
 
 # ---- labels ---------------------------------------------------------------------------------
@@ -313,6 +333,17 @@ class FeatureModel:
             bias = rng.standard_normal(spec.dim) * 0.5 if spec.activation == "relu" else 0.0
             self.maps[name] = (weight.astype(np.float32), np.float32(bias))
 
+    def draw_scene(self, audio: np.ndarray, visual: np.ndarray, rng: np.random.Generator) -> int:
+        """The background scene of a video from its (T, C) labels: the first draw of ``render``.
+
+        Simulated CLIP (:func:`simulate_clip_scores`) replays it from the same generator state, so
+        it sees the scene that is in the video's frames.
+        """
+        present = np.flatnonzero(audio.any(axis=0) | visual.any(axis=0))
+        if len(present) and rng.random() < self.config.scene_affinity:
+            return int(self.preferred_scene[rng.choice(present)])
+        return int(rng.integers(self.config.scenes))
+
     def render(
         self,
         audio: np.ndarray,
@@ -328,11 +359,7 @@ class FeatureModel:
         config = self.config
         difficulty = config.difficulty
         segments = audio.shape[0]
-        present = np.flatnonzero(audio.any(axis=0) | visual.any(axis=0))
-        if len(present) and rng.random() < config.scene_affinity:
-            scene = self.preferred_scene[rng.choice(present)]
-        else:
-            scene = rng.integers(config.scenes)
+        scene = self.draw_scene(audio, visual, rng)
         latents = []
         for stream, labels in ((AUDIO, audio), (VISUAL, visual)):
             latent = np.empty((segments, config.latent_dim))
@@ -386,17 +413,25 @@ def generate(
     seed: int = 0,
     config: GeneratorConfig | None = None,
     progress: bool = True,
+    clip_quality: float | None = DEFAULT_CLIP_QUALITY,
 ) -> Path:
     """Write a synthetic dataset in the LLP layout to ``out``; returns ``out``.
 
     A killed generation resumes: every file is written atomically and the manifest last, and
     each video's features depend only on the seed and the video, so finished files are kept.
     An existing dataset made with other settings is refused rather than overwritten.
+
+    ``clip_quality`` (None: skip) also writes simulated CLIP scores (:func:`write_clip_scores`),
+    or rewrites them when the file was made with another quality or seed. They derive from the
+    labels and scenes, not the features, so they are not part of the settings: a dataset made
+    before them, or with another quality, is the same dataset and is accepted.
     """
     out = Path(out)
     config = config or GeneratorConfig()
     if annotations is None and videos is None:
         raise ValueError("built-in synthetic data needs --videos N (or give --annotations DIR)")
+    if clip_quality is not None:
+        ClipSimulation(quality=clip_quality)  # fails on a bad quality before anything is written
     # Through JSON, so that it compares equal to what the manifest holds (tuples become lists).
     settings = _json_round_trip(
         {
@@ -415,6 +450,7 @@ def generate(
             "choose another --out or delete it"
         )
     if existing is not None:
+        _ensure_clip_scores(out, clip_quality, seed)
         return out
     if annotations is None:
         labels = builtin_labels(videos, seed)
@@ -436,7 +472,24 @@ def generate(
     _write_features(out, labels, FeatureModel(config, seed), seed, progress)
     counts = {split: len(labels[split].filenames) for split in SPLITS}
     write_json(out / MANIFEST, {"settings": settings, "videos": counts})
+    _ensure_clip_scores(out, clip_quality, seed)
     return out
+
+
+def _ensure_clip_scores(root: Path, quality: float | None, seed: int) -> None:
+    """Write the simulated CLIP scores unless skipped or already there with these settings."""
+    if quality is None:
+        return
+    path = root / CLIP_SCORES
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as stored:
+            found = {
+                key: stored[key].item() if key in stored.files else None
+                for key in ("format_version", "quality", "seed")
+            }
+        if found == {"format_version": CLIP_FORMAT_VERSION, "quality": quality, "seed": seed}:
+            return
+    write_clip_scores(root, quality, seed)
 
 
 def _write_features(
@@ -455,11 +508,20 @@ def _write_features(
         paths = {name: out / "feats" / name / f"{identifier}.npy" for name in model.config.features}
         if all(path.is_file() for path in paths.values()):
             continue
-        key = int.from_bytes(hashlib.sha256(identifier.encode()).digest()[:8], "little")
-        rng = np.random.default_rng([seed, 4, key])
+        rng = _render_rng(seed, identifier)
         features = model.render(split_labels.audio[i], split_labels.visual[i], rng)
         for name, path in paths.items():
             _save_npy(path, features[name])
+
+
+def _video_key(identifier: str) -> int:
+    """A stable integer per video id, so a video's random draws do not depend on its split."""
+    return int.from_bytes(hashlib.sha256(identifier.encode()).digest()[:8], "little")
+
+
+def _render_rng(seed: int, identifier: str) -> np.random.Generator:
+    """The generator that renders a video's features (and first draws its scene)."""
+    return np.random.default_rng([seed, 4, _video_key(identifier)])
 
 
 def _json_round_trip(value: dict) -> dict:
@@ -585,3 +647,216 @@ def builtin_dataset(
     tag = hashlib.sha256(json.dumps(config.to_json(), sort_keys=True).encode()).hexdigest()[:8]
     root = default_home() / f"synthetic-{videos}-seed{seed}-{tag}"
     return generate(root, videos=videos, seed=seed, config=config, progress=progress)
+
+
+# ---- simulated CLIP -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipSimulation:
+    """Simulated zero-shot CLIP on one frame a segment; ``quality`` is the knob (higher = cleaner).
+
+    The similarity (cosine-like, in CLIP's units) of segment t to the prompt of class c is
+
+        class_bias[c] + video_offset[c] + noise[t, c]    no prompt is ever exactly at chance
+        + context                                       the video's scene is c's preferred one
+        + background peak                               frames showing no event
+        + lift[t, c]                                    c is visible (or just next to it)
+        + confusion * lift[t, c']                       c's look-alike c' is visible
+
+    and the scores are the softmax over the 25 classes of ``logit_scale`` times it, as CLIP's.
+    ``lift = saturation * (1 - exp(-quality * visibility / saturation))``: linear in
+    ``quality * visibility`` at first, bounded as cosines are; ``visibility`` is a strength per
+    (video, class), log-uniform, times a factor per frame (some frames show everything faintly).
+    With the logit scale of 100 a visible class dominates its segment; visible classes of
+    comparable strength share the mass and all pass PLG's threshold of 0.04, while one much
+    weaker than another in the same frames is missed, which is how CLIP misses whole classes of a
+    video. Higher ``quality`` means fewer misses (the lifts of co-visible classes approach the
+    same bound) and fewer wrong classes above the threshold where an event is shown.
+    """
+
+    quality: float = DEFAULT_CLIP_QUALITY
+    logit_scale: float = 100.0
+    class_bias: float = 0.004  # std over classes, fixed per seed
+    video_offset: float = 0.015  # std per (video, class): CLIP's view of a video is consistent
+    noise: float = 0.007  # std per (video, segment, class)
+    strength: tuple[float, float] = (0.084, 0.35)  # log-uniform per visible (video, class)
+    saturation: float = 0.12  # the most a visible class can raise its similarity
+    # Classes named after a sound that a photo can only hint at (a talking or singing person, a
+    # cheering crowd, clapping hands): CLIP matches their prompts more weakly than things'.
+    sound_classes: tuple[str, ...] = ("Speech", "Singing", "Cheering", "Clapping")
+    sound_factor: float = 0.3  # their strength, relative
+    sound_bias: float = -0.016  # and they match any photo a little less
+    faint_share: float = 0.45  # frames where objects are small, blurred or partly out of view
+    faint_factor: tuple[float, float] = (0.1, 0.5)  # what such a frame leaves of the strength
+    jitter: tuple[float, float] = (0.8, 1.2)  # per (segment, class) factor on the strength
+    # Annotated extents are tighter than what the frames show: the segment just before and just
+    # after an extent show part of the object, with this share of its strength.
+    spill: tuple[float, float] = (0.3, 1.0)
+    lookalike_pairs: int = 6  # classes confused in pairs (12 of 25), drawn per seed
+    confusion: float = 0.8  # share of a visible class's lift that its look-alike gets
+    context: tuple[float, float] = (0.005, 0.015)  # per video whose scene a class prefers
+    background_peak: tuple[float, float] = (0.04, 0.1)  # in frames showing no event
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.quality) or self.quality < 0:
+            raise ValueError(f"CLIP quality must be a finite number >= 0, got {self.quality!r}")
+
+
+@dataclass(frozen=True)
+class FrameTruth:
+    """What simulated CLIP sees of one split's videos: visual labels (V, T, C) and scenes (V,)."""
+
+    video_ids: tuple[str, ...]
+    visual: np.ndarray
+    scenes: np.ndarray
+
+
+def lookalike_classes(rng: np.random.Generator, pairs: int) -> np.ndarray:
+    """(C,) index of each class's look-alike, -1 for none: ``pairs`` disjoint random pairs."""
+    partner = np.full(NUM_CLASSES, -1)
+    chosen = rng.permutation(NUM_CLASSES)[: 2 * pairs].reshape(-1, 2)
+    partner[chosen[:, 0]], partner[chosen[:, 1]] = chosen[:, 1], chosen[:, 0]
+    return partner
+
+
+def simulate_clip_scores(
+    truth: FrameTruth,
+    preferred_scene: np.ndarray,
+    seed: int,
+    simulation: ClipSimulation | None = None,
+) -> np.ndarray:
+    """(V, T, C) float32 softmax scores of simulated CLIP for the videos of ``truth``.
+
+    ``preferred_scene`` (C,) is each class's scene (``FeatureModel``). Every video draws from its
+    own generator (seed and video id), so its scores do not depend on the other videos.
+    """
+    simulation = simulation or ClipSimulation()
+    fixed = np.random.default_rng([seed, 5])
+    class_bias = fixed.normal(0.0, simulation.class_bias, NUM_CLASSES)
+    partner = lookalike_classes(fixed, simulation.lookalike_pairs)
+    # leak[c, d]: the share of class c's lift that raises class d's similarity.
+    leak = np.eye(NUM_CLASSES)
+    paired = np.flatnonzero(partner >= 0)
+    leak[paired, partner[paired]] = simulation.confusion
+    recognisability = np.ones(NUM_CLASSES)
+    sounds = class_indices(simulation.sound_classes)
+    recognisability[sounds] = simulation.sound_factor
+    class_bias[sounds] += simulation.sound_bias
+    _, segments, classes = truth.visual.shape
+    scores = np.empty(truth.visual.shape, dtype=np.float32)
+    for v, identifier in enumerate(truth.video_ids):
+        rng = np.random.default_rng([seed, 6, _video_key(identifier)])
+        visible = truth.visual[v]
+        strength = np.exp(rng.uniform(*np.log(simulation.strength), classes)) * recognisability
+        frame = np.where(
+            rng.random(segments) < simulation.faint_share,
+            rng.uniform(*simulation.faint_factor, segments),
+            1.0,
+        )
+        factor = frame[:, None] * rng.uniform(*simulation.jitter, (segments, classes))
+        beside = np.zeros_like(visible)
+        beside[1:] |= visible[:-1]
+        beside[:-1] |= visible[1:]
+        beside &= ~visible
+        presence = visible + beside * rng.uniform(*simulation.spill, classes)
+        visibility = presence * strength * factor
+        # Cosines are bounded: the lift saturates, so at high quality every visible class,
+        # however weak, nears the same similarity, and co-visible classes share the mass.
+        saturation = simulation.saturation
+        lift = saturation * -np.expm1(-simulation.quality * visibility / saturation)
+        similarity = (
+            class_bias
+            + rng.normal(0.0, simulation.video_offset, classes)
+            + rng.normal(0.0, simulation.noise, (segments, classes))
+            + (preferred_scene == truth.scenes[v]) * rng.uniform(*simulation.context)
+            + lift @ leak
+        )
+        # CLIP always names something: a frame showing no event peaks on a random wrong class.
+        peaked = ~visible.any(axis=1)
+        wrong = rng.integers(classes, size=segments)
+        peak = rng.uniform(*simulation.background_peak, segments)
+        similarity[np.flatnonzero(peaked), wrong[peaked]] += peak[peaked]
+        logits = simulation.logit_scale * similarity
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        scores[v] = probabilities / probabilities.sum(axis=1, keepdims=True)
+    return scores
+
+
+def frame_truth(root: str | Path) -> tuple[dict[str, FrameTruth], np.ndarray]:
+    """Per split, what CLIP would see of a synthetic dataset's videos; and classes' scenes (C,).
+
+    Visual labels: train's hidden ones, val's and test's dense visual ground truth. Scenes: each
+    video's, replayed from the generator state its features were rendered with.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise FileNotFoundError(
+            f"{root} is not a synthetic dataset (no {root / MANIFEST}): simulated CLIP needs the "
+            "hidden labels and scenes of `avvp synth`"
+        )
+    settings = manifest["settings"]
+    seed = int(settings["seed"])
+    model = FeatureModel(GeneratorConfig.from_json(settings["generator"]), seed)
+    hidden = load_hidden_train_labels(root)
+    if hidden is None:
+        raise FileNotFoundError(f"hidden train labels not found: {root / HIDDEN_TRAIN_LABELS}")
+    annotations = LLPAnnotations(root, AudioGroundTruth.V2024)  # what generate rendered from
+    truth = {}
+    for split in SPLITS:
+        if split == "train":
+            labels = hidden
+        else:
+            with warnings.catch_warnings():
+                # The rows the evaluation ignores are reported when the dataset is evaluated.
+                warnings.simplefilter("ignore", AnnotationWarning)
+                labels = annotations.dense(split)
+        ids = annotations.weak(split).video_ids
+        scenes = [
+            model.draw_scene(audio, visual, _render_rng(seed, identifier))
+            for audio, visual, identifier in zip(labels.audio, labels.visual, ids, strict=True)
+        ]
+        truth[split] = FrameTruth(ids, labels.visual, np.array(scenes))
+    return truth, model.preferred_scene
+
+
+def write_clip_scores(
+    root: str | Path, quality: float = DEFAULT_CLIP_QUALITY, seed: int | None = None
+) -> Path:
+    """Write ``synthetic_clip_scores.npz`` for every split of a synthetic dataset; its path.
+
+    CLIP sees frames only, so the scores derive from what the frames show (:func:`frame_truth`).
+    ``seed`` (default: the dataset's) draws the simulation's own randomness. Works on any dataset
+    ``generate`` wrote, including ones made before simulated CLIP existed; features are untouched.
+    The file holds per split the (V, T, C) float32 scores (``train``, ``val``, ``test``) and the
+    video ids (``train_video_ids``, ...), and the ``quality`` and ``seed`` used.
+    """
+    root = Path(root)
+    simulation = ClipSimulation(quality=quality)
+    truth, preferred_scene = frame_truth(root)
+    if seed is None:
+        seed = int(read_manifest(root)["settings"]["seed"])
+    arrays: dict[str, np.ndarray] = {}
+    for split, split_truth in truth.items():
+        arrays[split] = simulate_clip_scores(split_truth, preferred_scene, seed, simulation)
+        arrays[f"{split}_video_ids"] = np.array(split_truth.video_ids)
+    arrays.update(
+        format_version=np.array(CLIP_FORMAT_VERSION), quality=np.array(quality), seed=np.array(seed)
+    )
+    return atomic_write(root / CLIP_SCORES, lambda handle: np.savez_compressed(handle, **arrays))
+
+
+def load_clip_scores(root: str | Path, split: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """(video ids, (V, T, C) float32 scores) of one split from ``synthetic_clip_scores.npz``."""
+    path = Path(root) / CLIP_SCORES
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"simulated CLIP scores not found: {path}; write them with "
+            f"`avvp pseudo-labels simulate-clip --data {root}`"
+        )
+    with np.load(path, allow_pickle=False) as stored:
+        if split not in stored.files:
+            raise ValueError(f"{path} has no scores for split {split!r} (found {stored.files})")
+        ids = tuple(str(name) for name in stored[f"{split}_video_ids"])
+        return ids, stored[split].astype(np.float32, copy=False)
