@@ -27,6 +27,7 @@ from avvp.methods.vplan import (
 )
 from avvp.models.base import ParseOutput
 from avvp.pseudo_labels import load_pseudo_labels, save_pseudo_labels
+from avvp.training.data import load_splits
 
 EPSILON = 1e-7
 
@@ -373,6 +374,22 @@ def test_train_denoise_and_retrain(dataset, noisy_labels, tmp_path):
     argv = ["pseudo-labels", "denoise", "--run", str(run), "--out", str(command_out)]
     assert main([*argv, "--alpha", "2", "--no-progress"]) == 0
     np.testing.assert_array_equal(load_pseudo_labels(command_out).visual, refined.visual)
+    # another split's label file (the paper scores PLD on val): only that split's videos change
+    config = resolve_config("vplan", None, [f"data.root={dataset}"])
+    val_ids = list(load_splits(config, ("val",), progress=False)["val"].video_ids)
+    rng = np.random.default_rng(1)
+    val_labels = (rng.random((len(val_ids), 10, 25)) < 0.3).astype(np.float32)
+    val_file = write_labels(tmp_path / "val_plg.npz", val_ids, visual=val_labels)
+    val_out = tmp_path / "val_pld.npz"
+    argv = ["pseudo-labels", "denoise", "--run", str(run), "--out", str(val_out)]
+    argv += ["--labels", str(val_file), "--split", "val", "--alpha", "2", "--no-progress"]
+    assert main(argv) == 0
+    val_refined = load_pseudo_labels(val_out)
+    assert val_refined.video_ids == tuple(val_ids)
+    assert (val_refined.visual != val_labels).any()
+    assert not (
+        (val_refined.visual != val_labels) & (val_labels.max(axis=1, keepdims=True) == 0)
+    ).any()
     assert train(dataset, tmp_path / "pld", refined_path) == 0
     assert (tmp_path / "pld" / "test_metrics.json").is_file()
 

@@ -245,16 +245,30 @@ def _add_denoise(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="refined label file (.npz)")
     parser.add_argument("--k", type=int, default=PLD_K, help="losses averaged per threshold")
     parser.add_argument("--alpha", type=float, default=PLD_ALPHA, help="threshold multiplier")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="visual label file to denoise (default: the one the run trained on)",
+    )
+    parser.add_argument(
+        "--split",
+        default="train",
+        choices=SPLITS,
+        help="split of --labels (e.g. val PLG labels, then `score` them as the paper's Table II)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
     from avvp.methods.vplan import denoise_run, denoising_statistics
 
+    where = {"split": args.split, "labels": args.labels}
+    progress = not args.no_progress
     refined = denoise_run(
-        args.run, args.out, k=args.k, alpha=args.alpha, progress=not args.no_progress
+        args.run, args.out, k=args.k, alpha=args.alpha, progress=progress, **where
     )
-    print(denoising_statistics(args.run, refined).format())
+    print(denoising_statistics(args.run, refined, **where).format())
     print(f"wrote {refined}; retrain with method.visual_labels={refined}")
     return 0
 

@@ -286,30 +286,41 @@ def run_label_file(config: Config, run_dir: Path) -> Path:
 
 
 def denoise_run(
-    run_dir: Path, out: Path, *, k: int = PLD_K, alpha: float = PLD_ALPHA, progress: bool = True
+    run_dir: Path,
+    out: Path,
+    *,
+    k: int = PLD_K,
+    alpha: float = PLD_ALPHA,
+    split: str = "train",
+    labels: Path | None = None,
+    progress: bool = True,
 ) -> Path:
-    """PLD with a trained run: its visual label file, denoised by its best model, saved to ``out``.
+    """PLD with a trained run: a visual label file, denoised by the run's best model, to ``out``.
 
-    The run's visual segment probabilities on its train split decide the flips (Eqs. 10-11);
-    videos of the file outside that split and its audio labels are written unchanged. ``out``
-    may not be the run's own label file, which a resume of the run still needs.
+    ``labels`` defaults to the file the run trained on; another split's file (e.g. PLG labels of
+    val, to score PLD against dense ground truth as the paper's Table II) goes with ``split``.
+    The run's visual segment probabilities on the split decide the flips (Eqs. 10-11); videos of
+    the file outside the split and its audio labels are written unchanged. ``out`` may not be
+    the source file, which a resume of the run may still need.
     """
     run_dir, out = Path(run_dir), Path(out)
     config, model, method = load_run(run_dir)
-    source = run_label_file(config, run_dir)
+    source = label_source(config, run_dir, labels)
     if out.resolve() == source.resolve():
-        raise ValueError(
-            f"{out} is the label file {run_dir} trained on; write the refined one apart"
-        )
-    train = load_splits(config, ("train",), progress=progress)["train"]
-    labels = aligned_stream_labels(source, "visual", train.video_ids, "method.visual_labels")
-    probabilities = predict_split(model, method, train, feature_names(config), torch.device("cpu"))
-    refined = denoise_labels(probabilities.segment_prob[:, :, VISUAL], labels, k, alpha)
+        raise ValueError(f"{out} is the label file to denoise; write the refined one apart")
+    data = load_splits(config, (split,), progress=progress)[split]
+    current = aligned_stream_labels(source, "visual", data.video_ids, str(source))
+    probabilities = predict_split(model, method, data, feature_names(config), torch.device("cpu"))
+    refined = denoise_labels(probabilities.segment_prob[:, :, VISUAL], current, k, alpha)
     original = load_pseudo_labels(source)
     rows = {video: row for row, video in enumerate(original.video_ids)}
     visual = np.array(original.visual, dtype=np.float32, copy=True)
-    visual[[rows[video] for video in train.video_ids]] = refined
+    visual[[rows[video] for video in data.video_ids]] = refined
     return save_pseudo_labels(out, original.video_ids, audio=original.audio, visual=visual)
+
+
+def label_source(config: Config, run_dir: Path, labels: Path | None) -> Path:
+    return run_label_file(config, run_dir) if labels is None else Path(labels)
 
 
 @dataclass(frozen=True)
@@ -374,12 +385,15 @@ def _visual_f1(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {level: metrics[level]["visual"] for level in ("segment", "event")}
 
 
-def denoising_statistics(run_dir: Path, refined: Path) -> DenoisingStatistics:
-    """What :func:`denoise_run` changed on the run's train split, e.g. for the command line."""
+def denoising_statistics(
+    run_dir: Path, refined: Path, *, split: str = "train", labels: Path | None = None
+) -> DenoisingStatistics:
+    """What :func:`denoise_run` changed on ``split``, with F-scores against the hidden train
+    labels on synthetic train data (other splits: ``avvp pseudo-labels score``)."""
     config = load_run(run_dir)[0]
-    train = load_splits(config, ("train",), progress=False)["train"]
-    source = run_label_file(config, Path(run_dir))
-    before = aligned_stream_labels(source, "visual", train.video_ids, "method.visual_labels")
-    after = aligned_stream_labels(Path(refined), "visual", train.video_ids, "refined labels")
-    hidden = load_hidden_train_labels(config)
+    data = load_splits(config, (split,), progress=False)[split]
+    source = label_source(config, Path(run_dir), labels)
+    before = aligned_stream_labels(source, "visual", data.video_ids, str(source))
+    after = aligned_stream_labels(Path(refined), "visual", data.video_ids, "refined labels")
+    hidden = load_hidden_train_labels(config) if split == "train" else None
     return label_changes(before, after, None if hidden is None else hidden.visual)
