@@ -6,14 +6,18 @@
 DIR is normally the calibrated synthetic benchmark (`avvp synth --out DIR --annotations
 ../shared/llp/annotations`, docs/calibration.md). Each (experiment, seed) is one `avvp train`
 process with one intra-op thread, `--jobs` of them at a time: on a 2-core CPU two single-thread
-runs train 1.35x faster together than one two-thread run (benchmarks/han_speed.py). A run whose
+runs train 1.24x faster together than one two-thread run (benchmarks/han_speed.py). A run whose
 test_metrics.json exists is kept; a killed one resumes from its last finished epoch, so the
 command can be stopped and started again. key=value overrides go to every run (e.g.
 optim.epochs=15); without them each method trains with its own preset.
 
+VPLAN trains on visual pseudo labels: `--plg-labels FILE`, or by default PLG labels made from the
+simulated CLIP scores of a synthetic dataset (`avvp pseudo-labels simulate-clip` and `clip`); its
+PLD row retrains on the PLG + RL run of the same seed, denoised (`avvp pseudo-labels denoise`).
+
 The page holds the method table (mean ± std over seeds) next to the published LLP numbers of SPEC,
-one table per ablation group, the tau-error curve where PoiBin ran on synthetic data, the run
-time, and links to the speed benchmarks.
+one table per ablation group, PPL_Test on the HAN runs, the tau-error curve where PoiBin ran on
+synthetic data, VPLAN's label quality on val, the training cost, and the speed tables.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +55,8 @@ class Experiment:
     overrides: tuple[str, ...] = ()
     group: str = MAIN_GROUP
     published: Published | None = None  # the paper's LLP test numbers for this row
+    main_seeds: bool = False  # trained with --seeds even outside the method table
+    labels: str | None = None  # visual labels: "plg" (CLIP PLG), "pld" (PLG + RL run, denoised)
 
     @property
     def folder(self) -> str:
@@ -129,6 +136,43 @@ EXPERIMENTS += tuple(
     for name, key, values in (("tau", "temperature", (0.05, 0.3)), ("k", "k", (1, 50)))
     for value in values
 )
+# VPLAN, paper 003 Table III (row 5 is also SPEC's VPLAN result). On synthetic data the CLIP scores
+# are simulated (docs/synthetic.md); PLD denoises the PLG + RL run of the same seed.
+VPLAN_STEPS = "VPLAN steps (paper 003, Table III; simulated CLIP scores on synthetic data)"
+VPLAN_RL = Experiment(
+    "VPLAN: PLG + RL",
+    "vplan",
+    group=VPLAN_STEPS,
+    published=((60.5, 64.8, 58.3, 61.2, 59.4), (51.4, 61.5, 51.2, 54.7, 50.8)),
+    main_seeds=True,
+    labels="plg",
+)
+EXPERIMENTS += (
+    Experiment(
+        "VPLAN (PLG + RL + PLD)",
+        "vplan",
+        published=((61.1, 65.5, 59.3, 62.0, 60.1), (52.1, 62.4, 52.4, 55.6, 51.3)),
+        labels="pld",
+    ),
+    Experiment(
+        "VPLAN: PLG",
+        "vplan",
+        ("method.rl_weight=0",),
+        VPLAN_STEPS,
+        ((60.0, 63.7, 57.3, 60.3, 58.8), (51.1, 60.3, 50.4, 53.9, 50.2)),
+        main_seeds=True,
+        labels="plg",
+    ),
+    Experiment(
+        "VPLAN: PLG + segment BCE",
+        "vplan",
+        ("method.rl_weight=0", "method.segment_bce_weight=0.5"),
+        VPLAN_STEPS,
+        ((60.2, 64.1, 57.6, 60.6, 59.0), (50.8, 60.5, 50.1, 53.8, 49.8)),
+        labels="plg",
+    ),
+    VPLAN_RL,
+)
 # Prototype labels from a trained HAN's own features, no retraining (paper 000, Table 3).
 PPL_TEST = Experiment(
     "HAN + PPL_Test",
@@ -137,29 +181,150 @@ PPL_TEST = Experiment(
     published=((62.5, 55.3, 52.3, 56.0, 58.3), (55.4, 51.1, 46.9, 50.9, 50.6)),
 )
 PPL_TEST_FILE = "ppl_test_metrics.json"
+PAPER_LABEL_QUALITY = (
+    ("weak label alone", ("67.0", "87.9", "-", "-")),
+    ("PLG", ("83.8", "81.2", "70.3", "64.7")),
+    ("PLD", ("-", "-", "72.5", "68.1")),
+)
+PLG_VAL_LOCK = threading.Lock()
 COLUMNS = ("A", "V", "AV", "Type", "Event")
 
 
 def train_command(experiment: Experiment, args: argparse.Namespace, seed: int) -> list[str]:
-    return [
-        sys.executable, "-m", "avvp.cli", "train",
+    labels = [] if experiment.labels is None else [f"method.visual_labels={args.plg_labels}"]
+    if experiment.labels == "pld":
+        labels = [f"method.visual_labels={pld_labels(args, seed)}"]
+    return avvp(
+        "train",
         "--method", experiment.method,
         "--data", str(args.data),
         "--out", str(args.out / experiment.folder),
         "--seeds", str(seed),
         "--no-progress",
         *experiment.overrides,
+        *labels,
         *args.overrides,
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
-def run_one(experiment: Experiment, args: argparse.Namespace, seed: int) -> Path:
+def run_one(
+    experiment: Experiment, args: argparse.Namespace, seed: int, after: Future | None = None
+) -> Path:
+    """Train one (experiment, seed) unless finished, once the run it depends on (``after``) is."""
+    if after is not None:
+        after.result()
     run_dir = args.out / experiment.folder / f"seed-{seed}"
     if not (run_dir / "test_metrics.json").is_file():
+        if experiment.labels == "pld":
+            denoise_one(args, seed)
         run_dir.mkdir(parents=True, exist_ok=True)
         command = train_command(experiment, args, seed)
         run_logged(command, run_dir.parent / f"seed-{seed}.log", f"{experiment.name} seed {seed}")
     return run_dir
+
+
+def pld_labels(args: argparse.Namespace, seed: int) -> Path:
+    return args.out / VPLAN_RL.folder / f"seed-{seed}" / "pld_labels.npz"
+
+
+def denoise_one(args: argparse.Namespace, seed: int) -> Path:
+    """PLD labels of ``seed``: the PLG + RL run of that seed (trained here if missing), denoised."""
+    out = pld_labels(args, seed)
+    if not out.is_file():
+        run_dir = run_one(VPLAN_RL, args, seed)
+        command = avvp("pseudo-labels", "denoise", "--run", str(run_dir), "--out", str(out))
+        log = run_dir.parent / f"seed-{seed}-pld.log"
+        run_logged([*command, "--no-progress"], log, f"PLD seed {seed}")
+    return out
+
+
+def val_label_quality(args: argparse.Namespace, seed: int) -> None:
+    """PLG labels of val and their PLD by the PLG + RL run of ``seed``, scored (paper Table II)."""
+    plg = args.out / "plg_labels_val.npz"
+    with PLG_VAL_LOCK:
+        if not plg.is_file():
+            command = avvp("pseudo-labels", "clip", "--data", str(args.data), "--simulated")
+            run_logged(
+                [*command, "--split", "val", "--out", str(plg)], plg.with_suffix(".log"), "PLG val"
+            )
+        score(args, plg)
+    run_dir = args.out / VPLAN_RL.folder / f"seed-{seed}"
+    pld = run_dir / "pld_labels_val.npz"
+    if not pld.is_file():
+        command = avvp("pseudo-labels", "denoise", "--run", str(run_dir), "--out", str(pld))
+        command += ["--labels", str(plg), "--split", "val", "--no-progress"]
+        run_logged(command, pld.with_suffix(".log"), f"PLD val seed {seed}")
+    score(args, pld)
+
+
+def score(args: argparse.Namespace, labels: Path) -> dict:
+    out = labels.with_suffix(".quality.json")
+    if not out.is_file():
+        command = avvp("pseudo-labels", "score", str(labels), "--data", str(args.data))
+        run_logged(
+            [*command, "--split", "val", "--json", str(out)],
+            out.with_suffix(".log"),
+            f"score {labels.name}",
+        )
+    return json.loads(out.read_text())
+
+
+def label_quality_section(args: argparse.Namespace) -> list[str]:
+    """Video-level precision / recall and visual F-scores of the label files on val."""
+    plg = args.out / "plg_labels_val.quality.json"
+    if not plg.is_file():
+        return []
+    seeds = seeds_of(VPLAN_RL, args)
+    pld = [args.out / VPLAN_RL.folder / f"seed-{s}" / "pld_labels_val.quality.json" for s in seeds]
+
+    def cells(quality: dict, row: str) -> list[float]:
+        visual = quality[row]["visual"]
+        video = visual["video"]
+        return [video["precision"], video["recall"], visual["segment_f1"], visual["event_f1"]]
+
+    plg_quality = json.loads(plg.read_text())
+    rows = [
+        ("weak label alone (ours)", cells(plg_quality, "weak")),
+        ("PLG (ours)", cells(plg_quality, "labels")),
+    ]
+    if all(path.is_file() for path in pld):
+        values = np.mean([cells(json.loads(path.read_text()), "labels") for path in pld], axis=0)
+        rows.append((f"PLD (ours, mean of the {len(seeds)} PLG + RL runs)", list(values)))
+    lines = [
+        "",
+        "## VPLAN: visual label quality on val",
+        "",
+        "Video-level precision / recall (the paper's Table I, averaged per video) and visual "
+        "segment / event F of the label files against the dense val ground truth; paper rows "
+        "from paper 003 (Tables I and II) and SPEC, on real LLP with real CLIP.",
+        "",
+        "| labels | video P | video R | segment F | event F |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |" for name, values in rows
+    ]
+    lines += [
+        f"| {name} (paper, LLP) | " + " | ".join(values) + " |"
+        for name, values in PAPER_LABEL_QUALITY
+    ]
+    return lines
+
+
+def plg_labels(args: argparse.Namespace) -> Path:
+    """``--plg-labels``, or PLG labels made from the dataset's simulated CLIP scores."""
+    if args.plg_labels is not None:
+        return args.plg_labels
+    out = args.out / "plg_labels.npz"
+    if not out.is_file():
+        args.out.mkdir(parents=True, exist_ok=True)
+        log = args.out / "plg_labels.log"
+        if not (args.data / "synthetic_clip_scores.npz").is_file():
+            command = avvp("pseudo-labels", "simulate-clip", "--data", str(args.data))
+            run_logged(command, log, "simulated CLIP scores")
+        command = avvp("pseudo-labels", "clip", "--data", str(args.data), "--simulated")
+        run_logged([*command, "--split", "train", "--out", str(out)], log, "PLG labels")
+    return out
 
 
 def ppl_test_one(args: argparse.Namespace, seed: int) -> Path:
@@ -167,12 +332,16 @@ def ppl_test_one(args: argparse.Namespace, seed: int) -> Path:
     run_dir = args.out / HAN.folder / f"seed-{seed}"
     out = run_dir / PPL_TEST_FILE
     if not out.is_file():
-        command = [
-            sys.executable, "-m", "avvp.cli", "evaluate", "--run", str(run_dir),
-            "--inference", "prototype", "--json", str(out),
-        ]  # fmt: skip
+        command = avvp(
+            "evaluate", "--run", str(run_dir), "--inference", "prototype", "--json", str(out)
+        )
         run_logged(command, run_dir.parent / f"seed-{seed}-ppl-test.log", f"PPL_Test seed {seed}")
     return out
+
+
+def avvp(*arguments: str) -> list[str]:
+    """An ``avvp`` command line run with this interpreter."""
+    return [sys.executable, "-m", "avvp.cli", *arguments]
 
 
 def run_logged(command: list[str], log_path: Path, what: str) -> None:
@@ -234,7 +403,8 @@ def tau_error_figure(histories: dict[str, list[dict[str, np.ndarray]]], out: Pat
 
 def seeds_of(experiment: Experiment, args: argparse.Namespace) -> list[int]:
     """The method rows get ``--seeds``; ablation and sweep rows ``--ablation-seeds``."""
-    chosen = args.seeds if experiment.group == MAIN_GROUP else args.ablation_seeds
+    main = experiment.group == MAIN_GROUP or experiment.main_seeds
+    chosen = args.seeds if main else args.ablation_seeds
     return [int(seed) for seed in chosen.split(",")]
 
 
@@ -281,6 +451,7 @@ def write_page(args: argparse.Namespace, experiments: list[Experiment]) -> str:
             "",
             f"![tau error]({relative})",
         ]
+    lines += label_quality_section(args)
     lines += cost_section(histories)
     lines += speed_section(args.doc)
     page = "\n".join(lines) + "\n"
@@ -354,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "compare")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "results.md")
     parser.add_argument("--only", default=None, help="comma-separated experiment names")
+    parser.add_argument(
+        "--plg-labels",
+        type=Path,
+        default=None,
+        help="VPLAN's visual label file (`avvp pseudo-labels clip`); default: PLG labels from "
+        "the simulated CLIP scores of a synthetic dataset",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     args.ablation_seeds = args.ablation_seeds or args.seeds
@@ -366,12 +544,28 @@ def main(argv: list[str] | None = None) -> int:
             known = ", ".join(e.name for e in experiments)
             parser.error(f"unknown experiment(s) {unknown}; known: {known}")
         experiments = [e for e in experiments if e.name in wanted]
+    args.simulated_clip = args.plg_labels is None
+    if any(e.labels is not None for e in experiments):
+        args.plg_labels = plg_labels(args)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        # Method rows first, so a stopped comparison has its main table before any ablation.
-        ordered = sorted(experiments, key=lambda e: e.group != MAIN_GROUP)
-        jobs = [pool.submit(run_one, e, args, seed) for e in ordered for seed in seeds_of(e, args)]
-        for job in jobs:
+        # Method rows first, so a stopped comparison has its main table before any ablation;
+        # PLD runs after the PLG + RL runs they denoise.
+        ordered = sorted(
+            experiments,
+            key=lambda e: (not (e.group == MAIN_GROUP or e.main_seeds), e.labels == "pld"),
+        )
+        jobs: dict[tuple[str, int], Future] = {}
+        for experiment in ordered:
+            for seed in seeds_of(experiment, args):
+                after = jobs.get((VPLAN_RL.name, seed)) if experiment.labels == "pld" else None
+                jobs[experiment.name, seed] = pool.submit(run_one, experiment, args, seed, after)
+        for job in jobs.values():
             job.result()
+        if VPLAN_RL in experiments and args.simulated_clip:
+            for job in [
+                pool.submit(val_label_quality, args, seed) for seed in seeds_of(VPLAN_RL, args)
+            ]:
+                job.result()
         if HAN in experiments:
             seeds = seeds_of(HAN, args)
             for job in [pool.submit(ppl_test_one, args, seed) for seed in seeds]:

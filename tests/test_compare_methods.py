@@ -84,3 +84,26 @@ def test_ablation_rows_train_with_their_own_seeds(dataset, tmp_path):
     assert row.startswith("| PPL: k = 1 (ours, 1 seed) |")
     assert row.split(" | ")[4] == f"{metrics['segment']['type']:.1f}"  # one seed: no ± cell
     assert "--ablation-seeds 3" in doc.read_text()
+
+
+def test_vplan_rows_make_plg_labels_then_denoise_the_rl_run(dataset, tmp_path):
+    out, doc = tmp_path / "runs", tmp_path / "results.md"
+    argv = ["--data", str(dataset), "--seeds", "1", "--out", str(out), "--doc", str(doc)]
+    argv += ["--only", "VPLAN: PLG + RL,VPLAN (PLG + RL + PLD)", *TINY_OVERRIDES]
+    assert compare_methods.main(argv) == 0
+    plg, pld = out / "plg_labels.npz", out / "vplan-plg-rl" / "seed-1" / "pld_labels.npz"
+    assert plg.is_file() and pld.is_file()
+    for folder, labels in (("vplan-plg-rl", plg), ("vplan-plg-rl-pld", pld)):
+        config = (out / folder / "seed-1" / "config.yaml").read_text()
+        assert f"visual_labels: {labels}" in config
+    page = doc.read_text()
+    assert "| VPLAN (PLG + RL + PLD) (ours, 1 seed) |" in page
+    assert "| VPLAN (PLG + RL + PLD) (paper, LLP) | 61.1 | 65.5 |" in page
+    quality = page.split("## VPLAN: visual label quality on val", 1)[1]
+    plg_val = json.loads((out / "plg_labels_val.quality.json").read_text())["labels"]["visual"]
+    row = next(line for line in quality.splitlines() if line.startswith("| PLG (ours) |"))
+    assert row.split(" | ")[1:3] == [
+        f"{plg_val['video']['precision']:.1f}",
+        f"{plg_val['video']['recall']:.1f}",
+    ]
+    assert "| PLD (ours, mean of the 1 PLG + RL runs) |" in quality
