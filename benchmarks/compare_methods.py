@@ -311,6 +311,40 @@ def label_quality_section(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def example_video(args: argparse.Namespace) -> str:
+    """``--plot-video``, or the first test video whose ground truth holds 3 or more classes."""
+    if args.plot_video is not None:
+        return args.plot_video
+    import warnings
+
+    from avvp.data.annotations import AnnotationWarning, LLPAnnotations
+
+    annotations = LLPAnnotations(args.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AnnotationWarning)
+        dense = annotations.dense("test")
+    classes = (dense.audio | dense.visual).any(axis=1).sum(axis=1)
+    return annotations.weak("test").filenames[int(np.argmax(classes >= 3))]
+
+
+def parse_figure(args: argparse.Namespace, experiments: list[Experiment]) -> Path | None:
+    """One test video parsed by the first seed of every method-table run, stacked."""
+    runs = [
+        args.out / e.folder / f"seed-{seeds_of(e, args)[0]}"
+        for e in experiments
+        if e.group == MAIN_GROUP
+    ]
+    if not runs:
+        return None
+    out = args.doc.parent / "figures" / "parse_comparison.png"
+    video = example_video(args)
+    command = avvp("plot", "--run", str(runs[0]), "--video", video, "--out", str(out))
+    if runs[1:]:
+        command += ["--compare", *map(str, runs[1:])]
+    run_logged(command, args.out / "parse_comparison.log", f"parse figure of {video}")
+    return out
+
+
 def plg_labels(args: argparse.Namespace) -> Path:
     """``--plg-labels``, or PLG labels made from the dataset's simulated CLIP scores."""
     if args.plg_labels is not None:
@@ -408,7 +442,9 @@ def seeds_of(experiment: Experiment, args: argparse.Namespace) -> list[int]:
     return [int(seed) for seed in chosen.split(",")]
 
 
-def write_page(args: argparse.Namespace, experiments: list[Experiment]) -> str:
+def write_page(
+    args: argparse.Namespace, experiments: list[Experiment], parse_png: Path | None = None
+) -> str:
     header = "| run | " + " | ".join(f"seg {c}" for c in COLUMNS)
     header += " | " + " | ".join(f"event {c}" for c in COLUMNS) + " |"
     separator = "| --- " * (1 + 2 * len(COLUMNS)) + "|"
@@ -450,6 +486,16 @@ def write_page(args: argparse.Namespace, experiments: list[Experiment]) -> str:
             "## PoiBin: tau against the hidden true counts",
             "",
             f"![tau error]({relative})",
+        ]
+    if parse_png is not None:
+        lines += [
+            "",
+            "## One test video, parsed by each method (seed 1)",
+            "",
+            "Ground truth above each prediction track, audio and visual columns, shading = segment "
+            "probability, outlines = the binarised events (`avvp plot --compare`).",
+            "",
+            f"![parses]({os.path.relpath(parse_png, args.doc.parent)})",
         ]
     lines += label_quality_section(args)
     lines += cost_section(histories)
@@ -526,6 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "results.md")
     parser.add_argument("--only", default=None, help="comma-separated experiment names")
     parser.add_argument(
+        "--plot-video",
+        default=None,
+        help="test video drawn by every method (default: the first with 3 or more classes)",
+    )
+    parser.add_argument(
         "--plg-labels",
         type=Path,
         default=None,
@@ -570,7 +621,8 @@ def main(argv: list[str] | None = None) -> int:
             seeds = seeds_of(HAN, args)
             for job in [pool.submit(ppl_test_one, args, seed) for seed in seeds]:
                 job.result()
-    print(write_page(args, experiments))
+    figure = parse_figure(args, experiments)
+    print(write_page(args, experiments, figure))
     return 0
 
 

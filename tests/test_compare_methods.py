@@ -37,6 +37,8 @@ def test_compare_methods_tables_the_runs_and_skips_finished_ones(dataset, tmp_pa
         assert f"| {name} (paper, LLP) |" in page
     assert "| HAN (paper, LLP) | 60.1 | 52.9 | 48.9 | 54.0 | 55.4 | 51.3" in page
     assert (doc.parent / "figures" / "poibin_tau_error.png").is_file()  # tau error on synthetic
+    assert "![parses](figures/parse_comparison.png)" in page
+    assert (doc.parent / "figures" / "parse_comparison.png").stat().st_size > 10_000
     # PPL_Test: the HAN runs evaluated with prototype inference
     ppl_test = [
         json.loads((out / "han" / f"seed-{s}" / "ppl_test_metrics.json").read_text())
