@@ -105,6 +105,12 @@ EXPERIMENTS = (
         ((60.6, 58.4, 54.0, 57.6, 54.4), (52.5, 54.6, 46.6, 54.3, 49.7)),
     ),
     Experiment(
+        "PoiBin: no warm-up",
+        "poibin",
+        ("method.warmup_epochs=0",),
+        "PoiBin losses (paper Table 3)",
+    ),
+    Experiment(
         "PoiBin: tau = 1 fixed",
         "poibin",
         ("method.tau=fixed", "method.fixed_tau=1"),

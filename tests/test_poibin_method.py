@@ -1,12 +1,17 @@
 """The PoiBin method's own pieces against naive references (the pmf: test_poisson_binomial)."""
 
+import csv
 import itertools
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TRAINING
 
+from avvp.cli import main
+from avvp.config import resolve_config
 from avvp.methods.poibin import Counting, count_groups, joined_tau, pooled_probability
+from avvp.registry import create
 
 
 def brute_force_tail(probs, tau):
@@ -80,9 +85,6 @@ def test_tau_one_joint_is_noisy_or():
 
 
 def test_unknown_option_lists_choices():
-    from avvp.config import resolve_config
-    from avvp.registry import create
-
     config = resolve_config("poibin", overrides=["method.counting=both"])
     with pytest.raises(ValueError, match="joint, per_stream"):
         create("method", "poibin", config=config, train_data=None)
@@ -90,3 +92,23 @@ def test_unknown_option_lists_choices():
         create("method", "poibin", config=resolve_config("poibin"), train_data=None).tau.numpy()
         == 1
     )
+
+
+@pytest.mark.parametrize("attentive", ["true", "false"])
+def test_warmup_trains_the_attentive_loss_alone_then_adds_poibin(dataset, tmp_path, attentive):
+    run = tmp_path / "poibin"
+    flags = ["--data", str(dataset), "--out", str(run), *TINY_TRAINING, "optim.epochs=3"]
+    overrides = ["method.warmup_epochs=2", f"method.attentive_loss={attentive}"]
+    assert main(["train", "--method", "poibin", *flags, *overrides]) == 0
+    with open(run / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [bool(row["loss.poibin"]) for row in rows] == [False, False, True]
+    assert [bool(row["loss.augmentation"]) for row in rows] == [False, False, True]
+    assert [bool(row["loss.attentive"]) for row in rows] == [True, True, attentive == "true"]
+    assert all(row["tau.mean"] for row in rows)  # tau is estimated after warm-up epochs too
+
+
+def test_negative_warmup_is_an_error():
+    config = resolve_config("poibin", overrides=["method.warmup_epochs=-1"])
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        create("method", "poibin", config=config, train_data=None)

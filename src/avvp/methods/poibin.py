@@ -84,6 +84,9 @@ class PoiBin(Method):
         self.pmf_method = options["pmf"]
         if options["fixed_tau"] < 1:
             raise ValueError(f"method.fixed_tau must be >= 1, got {options['fixed_tau']}")
+        if options["warmup_epochs"] < 0:
+            raise ValueError(f"method.warmup_epochs must be >= 0, got {options['warmup_epochs']}")
+        self.warming_up = options["warmup_epochs"] > 0
         groups = 1 if self.counting is Counting.JOINT else 2
         videos = 0 if train_data is None else len(train_data)
         # tau per (video, stream group, class); negatives keep 1 whatever the rule.
@@ -99,10 +102,13 @@ class PoiBin(Method):
         options = self.options
         losses: dict[str, Tensor] = {}
         output = model(batch.features)
-        if options["attentive_loss"]:
+        # Warm-up pre-trains the segment classifier with L_att whatever the loss switches say.
+        if options["attentive_loss"] or self.warming_up:
             losses["attentive"] = attentive_mil_loss(
                 output, batch.weak, options["visual_label_smoothing"]
             )
+        if self.warming_up:
+            return losses, {}
         tau = self.tau[batch.index.cpu()].to(batch.weak.device)
         if options["poibin_loss"]:
             groups = count_groups(output.segment_prob, self.counting)
@@ -124,6 +130,10 @@ class PoiBin(Method):
         joined_counts = joined_tau(tau, tau[partner], positive[:, None], positive[partner][:, None])
         groups = count_groups(model(joined).segment_prob, self.counting)
         return clamped_bce(pooled_probability(groups, joined_counts, self.pmf_method), target)
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> dict[str, float]:
+        self.warming_up = epoch < self.options["warmup_epochs"]
+        return {}
 
     # ---- E-step
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, float]:
