@@ -11,7 +11,7 @@ import pytest
 
 import avvp.report
 from avvp.cli import main
-from avvp.report import class_f1_per_stream
+from avvp.report import class_f1_per_stream, load_experiment
 
 DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -142,3 +142,10 @@ def test_report_of_a_folder_without_runs_is_a_clean_error(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "avvp report: error:" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_figure_titles_name_the_run_folder_when_it_is_not_the_method(seeds_run, tmp_path):
+    assert load_experiment(seeds_run).short_title == "han"  # the folder is called han
+    variant = tmp_path / "han-no-smoothing"
+    variant.symlink_to(seeds_run, target_is_directory=True)
+    assert load_experiment(variant).short_title == "han (han-no-smoothing)"

@@ -62,6 +62,12 @@ class Experiment:
     def title(self) -> str:
         return f"{self.method}: {self.path}"
 
+    @property
+    def short_title(self) -> str:
+        """The method, with the run folder's name when it says more (an ablation, a variant)."""
+        name = self.path.name
+        return self.method if name == self.method else f"{self.method} ({name})"
+
     def best_epochs(self) -> list[int | None]:
         select = self.config["train"]["select_metric"]
         return [best_epoch(history, select) for history in self.histories]
@@ -130,7 +136,9 @@ def experiment_figures(
         ReportFigure(
             f1_caption,
             f"{stem}-class-f1.png",
-            png_bytes(class_f1_figure(f1, CLASSES, title=f"{experiment.method}: {f1_caption}")),
+            png_bytes(
+                class_f1_figure(f1, CLASSES, title=f"{experiment.short_title}: {f1_caption}")
+            ),
         )
     ]
     columns = list(dict.fromkeys(key for history in experiment.histories for key in history))
@@ -154,7 +162,7 @@ def experiment_figures(
             },
             dashed={"loss.total"},
             best_epochs=best,
-            title=f"{experiment.method}: training curves",
+            title=f"{experiment.short_title}: training curves",
         )
         figures.append(ReportFigure("Training curves", f"{stem}-curves.png", png_bytes(figure)))
     diagnostics = [c for c in columns if c.startswith(DIAGNOSTIC_PREFIXES)]
@@ -163,7 +171,7 @@ def experiment_figures(
             experiment.histories,
             {column: [column] for column in diagnostics},
             best_epochs=best,
-            title=f"{experiment.method}: method diagnostics",
+            title=f"{experiment.short_title}: method diagnostics",
             columns_per_row=4,
         )
         caption = "Method diagnostics (" + ", ".join(_prefixes(diagnostics)) + " columns)"
