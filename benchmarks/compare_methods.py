@@ -425,7 +425,7 @@ def tau_error_figure(histories: dict[str, list[dict[str, np.ndarray]]], out: Pat
     }
     if not curves:
         return False
-    figure = new_figure(6, 3.5)
+    figure = new_figure(8.5, 3.5)
     axis = figure.subplots()
     for name, seeds in curves.items():
         length = min(map(len, seeds))
@@ -436,7 +436,8 @@ def tau_error_figure(histories: dict[str, list[dict[str, np.ndarray]]], out: Pat
     axis.set_xlabel("epoch (tau re-estimated after each)")
     axis.set_ylabel("mean |true count - tau|")
     axis.set_title("PoiBin: tau error on synthetic train data (band: seed range)")
-    axis.legend(fontsize=8)
+    # Outside the axes: curves cross the whole plot, any corner hides one.
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     save_png(figure, out)
     return True
 
@@ -492,6 +493,10 @@ def write_page(
             "",
             "## PoiBin: tau against the hidden true counts",
             "",
+            "Mean |true count - tau| over positive (video, class) pairs after each epoch's E-step. "
+            "Rows with a warm-up (`method.warmup_epochs`, 5 in the preset) train L_att alone "
+            "until then, so their curves coincide; L_poibin and L_aug join after it.",
+            "",
             f"![tau error]({relative})",
         ]
     if parse_png is not None:
@@ -538,7 +543,10 @@ def cost_section(histories: dict[str, list[dict[str, np.ndarray]]]) -> list[str]
         "## Training cost",
         "",
         "Mean wall time of an epoch (training, the method's between-epoch work, validation) "
-        "in these runs, single-thread processes sharing the CPU, so compare ratios.",
+        "in these runs: single-thread processes sharing the CPU with each other and with "
+        "whatever else ran, so rows trained at different times (a different machine load) do "
+        "not compare; each run's metrics.csv splits its epochs into train, method and "
+        "validation seconds.",
         "",
         "| run | epoch s | x HAN |",
         "| --- | --- | --- |",
