@@ -65,6 +65,17 @@ def test_attentive_mil_loss_class_weights_and_visual_target():
     loss = attentive_mil_loss(output, weak, class_weights=weights, visual_target=visual)
     assert math.isclose(float(loss), expected, rel_tol=1e-12)
 
+    audio = torch.tensor([[0.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.float64)
+    expected = (
+        weighted(output.video_prob, weak)
+        + weighted(output.video_prob_audio, audio)  # the audio target is not smoothed
+        + weighted(output.video_prob_visual, 0.9 * visual + 0.05)
+    )
+    loss = attentive_mil_loss(
+        output, weak, class_weights=weights, visual_target=visual, audio_target=audio
+    )
+    assert math.isclose(float(loss), expected, rel_tol=1e-12)
+
 
 def test_inverse_frequency_weights():
     weak = torch.tensor([[1.0, 0, 1], [1, 0, 0], [1, 1, 0], [1, 0, 0]])

@@ -23,19 +23,22 @@ def attentive_mil_loss(
     visual_label_smoothing: float = 0.1,
     class_weights: Tensor | None = None,
     visual_target: Tensor | None = None,
+    audio_target: Tensor | None = None,
 ) -> Tensor:
     """HAN's loss: BCE on the global, audio and visual video probabilities (SPEC section 4).
 
     The visual target is smoothed, ``(1 - s) w + s / 2``, because a weak label often names a class
     that is only heard. ``class_weights`` (C,) reweights classes (PPL uses inverse frequency);
-    ``visual_target`` replaces the weak label for the visual stream (VPLAN's visual pseudo labels).
+    ``visual_target`` / ``audio_target`` replace the weak label of one stream (VPLAN's
+    video-level pseudo labels, paper 003 Eq. 5); the global probability keeps the weak label.
     """
     weight = None if class_weights is None else class_weights.expand_as(weak)
+    audio = weak if audio_target is None else audio_target
     visual = weak if visual_target is None else visual_target
     visual = (1 - visual_label_smoothing) * visual + visual_label_smoothing / 2
     return (
         clamped_bce(output.video_prob, weak, weight)
-        + clamped_bce(output.video_prob_audio, weak, weight)
+        + clamped_bce(output.video_prob_audio, audio, weight)
         + clamped_bce(output.video_prob_visual, visual, weight)
     )
 
@@ -77,22 +80,6 @@ def seeded_generator(seed: int) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
-
-
-def stream_target_mil_loss(
-    output: ParseOutput, weak: Tensor, audio_target: Tensor, visual_target: Tensor
-) -> Tensor:
-    """HAN's three video-level BCEs with the stream targets given: VPLAN's basic loss.
-
-    Paper 003, Eq. 5: ``BCE(P, w) + BCE(P_a, audio_target) + BCE(P_v, visual_target)``, where the
-    global probability keeps the weak label and a stream's target is, e.g., the video-level
-    pseudo label of that stream (OR over segments) in place of HAN's (smoothed) weak label.
-    """
-    return (
-        clamped_bce(output.video_prob, weak)
-        + clamped_bce(output.video_prob_audio, audio_target)
-        + clamped_bce(output.video_prob_visual, visual_target)
-    )
 
 
 def category_richness(segment: Tensor, video: Tensor) -> Tensor:

@@ -70,9 +70,9 @@ from avvp.config import Config
 from avvp.evaluation.metrics import evaluate
 from avvp.losses import (
     PROBABILITY_EPSILON,
+    attentive_mil_loss,
     clamped_bce,
     richness_aware_loss,
-    stream_target_mil_loss,
 )
 from avvp.methods.base import Batch, Method
 from avvp.models.base import AUDIO, VISUAL
@@ -187,11 +187,15 @@ class VPLAN(Method):
         options = self.options
         output = model(batch.features)
         gathered = {stream: labels.gather(batch.index) for stream, labels in self.labels.items()}
-        audio_target = gathered["audio"][1] if "audio" in gathered else batch.weak
-        visual_target = gathered["visual"][1] if "visual" in gathered else batch.weak
-        smoothing = options["visual_label_smoothing"]
-        visual_target = (1 - smoothing) * visual_target + smoothing / 2
-        losses = {"mil": stream_target_mil_loss(output, batch.weak, audio_target, visual_target)}
+        losses = {
+            "mil": attentive_mil_loss(
+                output,
+                batch.weak,
+                options["visual_label_smoothing"],
+                audio_target=gathered["audio"][1] if "audio" in gathered else None,
+                visual_target=gathered["visual"][1] if "visual" in gathered else None,
+            )
+        }
         pooled = {"audio": output.video_prob_audio, "visual": output.video_prob_visual}
         for stream, (segment_labels, _) in gathered.items():
             segment_prob = output.segment_prob[:, :, STREAM_INDEX[stream]]
