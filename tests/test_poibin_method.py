@@ -106,9 +106,14 @@ def test_warmup_trains_the_attentive_loss_alone_then_adds_poibin(dataset, tmp_pa
     assert [bool(row["loss.augmentation"]) for row in rows] == [False, False, True]
     assert [bool(row["loss.attentive"]) for row in rows] == [True, True, attentive == "true"]
     assert all(row["tau.mean"] for row in rows)  # tau is estimated after warm-up epochs too
+    # The warm-up epochs train a HAN model, never the method's result.
+    assert torch.load(run / "best.pt", weights_only=False)["epoch"] == 3
 
 
-def test_negative_warmup_is_an_error():
-    config = resolve_config("poibin", overrides=["method.warmup_epochs=-1"])
-    with pytest.raises(ValueError, match="warmup_epochs"):
+@pytest.mark.parametrize("warmup", [-1, 3, 4])
+def test_warmup_outside_the_schedule_is_an_error(warmup):
+    config = resolve_config(
+        "poibin", overrides=[f"method.warmup_epochs={warmup}", "optim.epochs=3"]
+    )
+    with pytest.raises(ValueError, match=r"warmup_epochs must be in \[0, optim.epochs = 3\)"):
         create("method", "poibin", config=config, train_data=None)

@@ -69,6 +69,14 @@ class Method:
     def after_optimizer_step(self, trainer: Trainer) -> None:
         """Called after every optimiser step (e.g. to update an EMA model)."""
 
+    def selectable(self, epoch: int) -> bool:
+        """Whether the model after (1-based) ``epoch`` may become ``best.pt``.
+
+        A method that pre-trains with another loss first (PoiBin's warm-up) excludes those epochs,
+        so that its result is a model its own losses trained.
+        """
+        return True
+
     @torch.no_grad()
     def infer(self, model: nn.Module, features: dict[str, Tensor]) -> ParseOutput:
         """The inference rule; the default is the model's own output."""

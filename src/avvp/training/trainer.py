@@ -214,7 +214,7 @@ class Trainer:
                 )
             logs.update(flatten_metrics(val_metrics, "val."))
             score = metric_value(val_metrics, self.config["train"]["select_metric"])
-            if score > self.best_score:
+            if self.method.selectable(epoch + 1) and score > self.best_score:
                 self.best_score, self.best_epoch = score, epoch + 1
                 self.save_best(val_metrics)
         logs.update(phases)
