@@ -111,6 +111,12 @@ EXPERIMENTS = (
         "PoiBin losses (paper Table 3)",
     ),
     Experiment(
+        "PoiBin: per-stream counting",
+        "poibin",
+        ("method.counting=per_stream",),
+        "PoiBin counting (SPEC section 5 option)",
+    ),
+    Experiment(
         "PoiBin: tau = 1 fixed",
         "poibin",
         ("method.tau=fixed", "method.fixed_tau=1"),

@@ -285,6 +285,9 @@ def test_options_are_checked():
         )
 
 
+PSEUDO_PHASES = ("features", "prototypes", "labels")  # seconds.pseudo.* of metrics.csv
+
+
 def read_json(path):
     return json.loads(path.read_text())
 
@@ -441,5 +444,11 @@ def test_one_momentum_pass_per_epoch_serves_prototypes_and_labels(dataset, tmp_p
 
     monkeypatch.setattr(PPL, "momentum_outputs", counted)
     # optim.epochs=2 in TINY_TRAINING; 3 here: warm-up, then two epochs with pseudo labels
-    assert train(dataset, tmp_path / "run", "optim.epochs=3") == 0
+    # label_model=latest: labels are recomputed at both starts whatever validation says
+    assert train(dataset, tmp_path / "run", "optim.epochs=3", "method.label_model=latest") == 0
     assert len(passes) == 3  # one at each epoch's end, none at the starts
+    rows = read_metrics(tmp_path / "run")
+    for row in rows:
+        parts = [float(row[f"seconds.pseudo.{part}"] or 0) for part in PSEUDO_PHASES]
+        assert 0 < sum(parts) <= float(row["seconds.method"])
+    assert [bool(row["seconds.pseudo.labels"]) for row in rows] == [False, True, True]

@@ -26,5 +26,11 @@ def test_ppl_cost_writes_the_share_of_every_epoch(dataset, tmp_path):
             100 * row["pseudo_label_seconds"] / (row["train_seconds"] + row["pseudo_label_seconds"])
         )
         assert row["share_percent"] == pytest.approx(share)
+        parts = [row[f"{phase}_seconds"] for phase in ppl_cost.PHASES]
+        assert row["features_seconds"] > 0 and sum(parts) <= row["pseudo_label_seconds"]
+        features = 100 * parts[0] / (row["train_seconds"] + parts[0])
+        assert row["features_only_share_percent"] == pytest.approx(features)
     assert result["worst_share_percent"] == max(row["share_percent"] for row in rows[1:])
+    floor = min(row["features_only_share_percent"] for row in rows[1:])
+    assert result["features_only_share_percent"] == floor
     assert "| 2 |" in out.with_suffix(".md").read_text()

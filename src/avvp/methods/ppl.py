@@ -56,7 +56,10 @@ Logged per epoch (metrics.csv): ``pseudo.positives`` / ``pseudo.negatives`` (sel
 the training split), ``pseudo.classes_without_positives`` / ``_negatives`` (classes whose set is
 empty), ``pseudo.label_epoch`` (epochs the model behind the labels in use had trained for) and, on
 synthetic data, ``pseudo.precision`` / ``recall`` / ``f1`` of the labels binarised at 0.5 against
-the hidden segment labels (micro over video, segment, stream and class).
+the hidden segment labels (micro over video, segment, stream and class). The between-epoch cost
+(the trainer's ``seconds.method``) is split into ``seconds.pseudo.features`` (the momentum model
+over the training split), ``seconds.pseudo.prototypes`` (selection and k-means) and
+``seconds.pseudo.labels``.
 
 PPL_Test (paper Table 3) needs no training: ``ppl_test("runs/han")`` returns the metrics of a
 trained run's best model with prototype inference, the prototypes built once from that model's own
@@ -95,7 +98,7 @@ from avvp.training.batches import feature_names
 from avvp.training.data import load_splits
 from avvp.training.evaluate_run import load_run
 from avvp.training.inference import INFERENCE_BATCH_SIZE, iterate_outputs, score_split
-from avvp.training.trainer import resolve_device
+from avvp.training.trainer import resolve_device, timed
 
 if TYPE_CHECKING:
     from avvp.data.annotations import DenseLabels
@@ -361,7 +364,8 @@ class PPL(Method):
             if self.pseudo_labels is PseudoLabels.PROTOTYPE and self.prototypes is None:
                 # Only with warmup_epochs = 0: no epoch has ended to build them yet.
                 report |= self.build_prototypes(trainer.feature_names, trainer.device)
-            self.labels = self.compute_labels(trainer.feature_names, trainer.device, outputs)
+            with timed(report, "seconds.pseudo.labels"):
+                self.labels = self.compute_labels(trainer.feature_names, trainer.device, outputs)
             self.label_epoch = epoch
         report["pseudo.label_epoch"] = float(self.label_epoch)
         return report | self.label_report(trainer.hidden_train_labels)
@@ -371,10 +375,15 @@ class PPL(Method):
             return {}
         # One pass of the momentum model serves this epoch's prototypes and the next epoch's
         # labels: nothing changes the momentum model in between (validation only reads it).
-        self._outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
-        if not self.prototypes_needed:
-            return {}
-        return self.build_prototypes(trainer.feature_names, trainer.device, self._outputs)
+        report: dict[str, float] = {}
+        with timed(report, "seconds.pseudo.features"):
+            self._outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
+        if self.prototypes_needed:
+            with timed(report, "seconds.pseudo.prototypes"):
+                report |= self.build_prototypes(
+                    trainer.feature_names, trainer.device, self._outputs
+                )
+        return report
 
     @torch.no_grad()
     def momentum_outputs(self, names: list[str], device: torch.device) -> SplitOutputs:

@@ -340,7 +340,7 @@ def timed(totals: dict[str, float], key: str) -> Iterator[None]:
     try:
         yield
     finally:
-        totals[key] += time.perf_counter() - started
+        totals[key] = totals.get(key, 0.0) + time.perf_counter() - started
 
 
 def check_resumable(saved: Config, current: Config) -> None:
