@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -439,3 +440,12 @@ def test_pseudo_labels_dataclass_streams():
     visual = np.zeros((2, T, C), dtype=np.float32)
     labels = PseudoLabels(("a" * 11, "b" * 11), None, visual)
     assert len(labels) == 2 and list(labels.streams) == ["visual"]
+
+
+def test_clip_without_the_clip_extra_says_what_to_install(dataset, tmp_path, capsys, monkeypatch):
+    for module in ("av", "transformers"):
+        monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like
+    flags = ["--data", str(dataset), "--split", "val", "--frames", str(tmp_path)]
+    flags += ["--checkpoint", str(tmp_path), "--out", str(tmp_path / "x.npz")]
+    assert main(["pseudo-labels", "clip", *flags]) == 2  # an error line, not a traceback
+    assert "install avvp[clip]" in capsys.readouterr().err

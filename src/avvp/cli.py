@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         return int(_command_module(args._module).run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as error:
+    # ImportError: a verb's optional extra is missing; its message names the extra to install.
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"avvp {args.command}: error: {message}", file=sys.stderr)
         return 2

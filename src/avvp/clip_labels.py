@@ -19,7 +19,7 @@ Checkpoint: a local Hugging Face CLIP folder, as written by ``CLIPModel.save_pre
 the tokenizer files (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``, and
 ``vocab.json`` + ``merges.txt`` or ``tokenizer.json``), e.g. a copy of
 ``openai/clip-vit-base-patch32`` (the paper used a ViT CLIP), or the weights file inside such a
-folder. The architecture comes from ``config.json``, so ``model_name`` is not needed.
+folder. The architecture comes from ``config.json``.
 Nothing is downloaded.
 
 Prompts: a class name is written readably by turning underscores into spaces ("Baby_cry_infant_cry"
@@ -80,7 +80,6 @@ def clip_visual_scores(
     checkpoint: Path,
     frames: Path | None = None,
     frame_features: Path | None = None,
-    model_name: str | None = None,
     prompt: str = DEFAULT_PROMPT,
     segments: int = NUM_SEGMENTS,
     device: str = "cpu",
@@ -90,11 +89,9 @@ def clip_visual_scores(
     """(V, segments, 25) float32 CLIP class scores of each segment, softmax over the LLP classes.
 
     Exactly one of ``frames`` (videos or frame folders) and ``frame_features`` (precomputed image
-    embeddings, see the module docstring) is given. ``model_name`` is accepted for callers written
-    for architecture-by-name implementations and not used: the checkpoint's ``config.json`` names
-    the architecture. ``prompt`` holds one ``{}`` for the class name.
+    embeddings, see the module docstring) is given; the checkpoint's ``config.json`` names the
+    architecture. ``prompt`` holds one ``{}`` for the class name.
     """
-    del model_name  # the checkpoint's config.json names the architecture
     if (frames is None) == (frame_features is None):
         raise ValueError("give exactly one of frames (videos or frame folders) and frame_features")
     if "{}" not in prompt:

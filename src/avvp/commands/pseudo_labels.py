@@ -88,7 +88,6 @@ def _add_clip(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="local CLIP checkpoint (not --simulated)"
     )
-    parser.add_argument("--model-name", default=None, help="CLIP architecture name, if needed")
     parser.add_argument(
         "--prompt",
         default=DEFAULT_PROMPT,
@@ -136,7 +135,6 @@ def _run_clip(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             frames=args.frames,
             frame_features=args.frame_features,
-            model_name=args.model_name,
             prompt=args.prompt,
             device=args.device,
             progress=not args.no_progress,
