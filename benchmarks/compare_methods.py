@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avvp.evaluation.summary import LEVELS, METRICS, summarize
+from avvp.evaluation.summary import LEVELS
 from avvp.plots import new_figure, save_png
 from avvp.registry import available
+from avvp.report import metric_cells
 from avvp.training.run_info import code_version
 from avvp.training.runs import read_history
 
@@ -407,13 +408,8 @@ def load_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def table_rows(experiment: Experiment, runs: list[dict[str, dict[str, float]]]) -> list[str]:
-    summary = summarize(runs)
-    cells = [
-        f"{summary['mean'][level][name]:.1f}"
-        + (f" ± {summary['std'][level][name]:.1f}" if len(runs) > 1 else "")
-        for level in LEVELS
-        for name in METRICS
-    ]
+    by_level = metric_cells(runs, digits=1)
+    cells = [cell for level in LEVELS for cell in by_level[level]]
     seeds = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
     rows = [f"| {experiment.name} (ours, {seeds}) | " + " | ".join(cells) + " |"]
     if experiment.published is not None:

@@ -87,15 +87,17 @@ def load_experiment(path: str | Path) -> Experiment:
     return Experiment(path, runs, config, test_metrics, histories)
 
 
-def metric_cells(test_metrics: Sequence[dict[str, dict[str, float]]]) -> dict[str, list[str]]:
+def metric_cells(
+    test_metrics: Sequence[dict[str, dict[str, float]]], digits: int = 2
+) -> dict[str, list[str]]:
     """Level -> the five numbers as table cells: '63.03', or '63.03 ± 1.20' over seeds."""
     if len(test_metrics) == 1:
         (only,) = test_metrics
-        return {level: [f"{only[level][name]:.2f}" for name in METRICS] for level in LEVELS}
+        return {level: [f"{only[level][name]:.{digits}f}" for name in METRICS] for level in LEVELS}
     summary = summarize(list(test_metrics))
     return {
         level: [
-            f"{summary['mean'][level][name]:.2f} ± {summary['std'][level][name]:.2f}"
+            f"{summary['mean'][level][name]:.{digits}f} ± {summary['std'][level][name]:.{digits}f}"
             for name in METRICS
         ]
         for level in LEVELS
