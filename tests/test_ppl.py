@@ -17,6 +17,7 @@ from avvp.losses import pseudo_label_contrastive_loss
 from avvp.methods.ppl import (
     LabelType,
     Prototypes,
+    Selection,
     binary_quality,
     ema_update,
     frozen_copy,
@@ -109,8 +110,9 @@ def test_soft_labels_stable_where_raw_exp_overflows_float32():
     assert torch.isnan(raw_positive / (raw_positive + raw_negative)).any()
 
 
+@pytest.mark.parametrize("selection", list(Selection))
 @pytest.mark.parametrize("gamma", [1.0, 0.7])
-def test_select_segments_matches_loop(gamma):
+def test_select_segments_matches_loop(gamma, selection):
     generator = torch.Generator().manual_seed(2)
     beta, threshold = 0.2, 0.5
     # coarse values give ties at the top and exact hits on the thresholds
@@ -120,10 +122,11 @@ def test_select_segments_matches_loop(gamma):
     prob[2, :, :, 1] = 0.5  # top exactly at the false-positive threshold: not a negative
     weak = (torch.rand(4, 5, generator=generator) > 0.5).double()
     weak[:, 0:2] = 0
-    positive, negative = select_segments(prob, weak, gamma, beta, threshold)
+    positive, negative = select_segments(prob, weak, gamma, beta, threshold, selection)
     for b, c in itertools.product(range(4), range(5)):
-        top = max(float(prob[b, t, m, c]) for t in range(3) for m in range(2))
         for t, m in itertools.product(range(3), range(2)):
+            streams = [m] if selection is Selection.PER_STREAM else [0, 1]
+            top = max(float(prob[b, s, n, c]) for s in range(3) for n in streams)
             p = float(prob[b, t, m, c])
             if weak[b, c] == 1:
                 want_positive, want_negative = p >= gamma * top, p <= beta * top
@@ -416,6 +419,12 @@ def test_ppl_test_on_a_han_run(dataset, tmp_path):
         argv = ["evaluate", "--run", str(run), "--inference", inference, "--json", str(out)]
         assert main(argv) == 0
         assert read_json(out) == expected
+    # --set reaches the PPL_Test method: per-stream selection as an option
+    out = tmp_path / "per_stream.json"
+    argv = ["evaluate", "--run", str(run), "--inference", "prototype", "--json", str(out)]
+    assert main([*argv, "--set", "method.selection=per_stream"]) == 0
+    assert read_json(out) == ppl_test(run, overrides=["method.selection=per_stream"])
+    assert read_json(out) != prototype
 
 
 def test_evaluate_inference_switches_a_ppl_run_between_its_rules(dataset, tmp_path):

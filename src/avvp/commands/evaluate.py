@@ -13,7 +13,7 @@ from pathlib import Path
 from avvp.data.annotations import EVAL_SPLITS, AudioGroundTruth
 from avvp.evaluation.metrics import Gate, IoUMode
 
-RUN_ONLY = ("gate", "threshold", "device", "inference")
+RUN_ONLY = ("gate", "threshold", "device", "inference", "set")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["prototype", "classifier"],
         help="inference rule (default: the run's own). prototype on a non-PPL run is PPL_Test: "
         "PPL's prototype labels from the run's model, no retraining",
+    )
+    run_only.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override a config value for this evaluation (repeatable), e.g. "
+        "method.selection=per_stream with --inference prototype",
     )
 
 

@@ -29,6 +29,10 @@ Decisions where SPEC and the papers are silent (the option, where there is one, 
   "without momentum encoder" ablation. Prototype inference takes features from the EMA copy too
   (the space its prototypes live in) and the video labels from the model being evaluated.
 * Ties. "The top segment" is every segment reaching ``p*``, as the set notation of Eqs. 5-6 reads.
+* Streams. ``p*`` is the maximum over both streams (SPEC); with a model whose audio is more
+  confident than its visual stream (HAN), gamma = 1 then keeps only audio segments as positives.
+  [``selection: per_stream``] takes ``p*`` within each stream, so the positive set holds the
+  top audio and the top visual segment (PPL_Test on HAN runs, docs/results.md).
 * Prototypes. Centroids are re-normalised to unit length [``normalize_prototypes``] so that the
   similarity with temperature is a cosine, as for the features; without it a spread-out cluster
   (typically negatives) would get a short centroid and lose weight whatever its direction. A set
@@ -171,20 +175,28 @@ def _padded(sets: Sequence[np.ndarray], k: int, dim: int) -> tuple[Tensor, Tenso
     return values, mask
 
 
+class Selection(Choice, label="method.selection"):
+    JOINT = "joint"
+    PER_STREAM = "per_stream"
+
+
 def select_segments(
     segment_prob: Tensor,
     weak: Tensor,
     gamma: float,
     beta: float,
     false_positive_threshold: float = 0.5,
+    selection: Selection = Selection.JOINT,
 ) -> tuple[Tensor, Tensor]:
     """Positive and negative segments per (video, class), paper Eqs. 5-6; masks (B, T, 2, C).
 
     With ``p* = max over t, m of p[t, m, c]``: positives where ``w_c = 1`` and ``p >= gamma p*``;
     negatives where ``w_c = 1`` and ``p <= beta p*``, and where ``w_c = 0`` the segments reaching
-    ``p*`` if ``p* > false_positive_threshold`` (confident false positives).
+    ``p*`` if ``p* > false_positive_threshold`` (confident false positives). Per-stream selection
+    takes ``p*`` over t within each stream m instead.
     """
-    top = segment_prob.amax(dim=(1, 2), keepdim=True)
+    streams = (1,) if selection is Selection.PER_STREAM else (1, 2)
+    top = segment_prob.amax(dim=streams, keepdim=True)
     labelled = (weak > 0)[:, None, None, :]
     positive = labelled & (segment_prob >= gamma * top)
     false_positive = (segment_prob == top) & (top > false_positive_threshold)
@@ -294,6 +306,7 @@ class PPL(Method):
         self.label_type = LabelType.parse(options["label_type"])
         self.label_model = LabelModel.parse(options["label_model"])
         self.inference = Inference.parse(options["inference"])
+        self.selection = Selection.parse(options["selection"])
         _check_options(options)
         self.class_weights: Tensor | None = None
         if train_data is not None and options["inverse_frequency"]:
@@ -409,6 +422,7 @@ class PPL(Method):
             options["gamma"],
             options["beta"],
             options["false_positive_threshold"],
+            self.selection,
         )
         features = F.normalize(outputs.features, dim=-1)
         classes = weak.shape[1]

@@ -20,12 +20,21 @@ def load_run(
     run_dir: str | Path, device: str = "cpu", overrides: list[str] = ()
 ) -> tuple[Config, nn.Module, Method]:
     """(config, model, method) of a run's best checkpoint; ``overrides`` adjust data or eval."""
+    return _rebuild(_best_checkpoint(run_dir, device), device, overrides)
+
+
+def _best_checkpoint(run_dir: str | Path, device: str) -> dict:
     path = Path(run_dir) / BEST_CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: is {run_dir} a finished or running `avvp train` run?"
         )
-    checkpoint = torch.load(path, map_location=resolve_device(device), weights_only=False)
+    return torch.load(path, map_location=resolve_device(device), weights_only=False)
+
+
+def _rebuild(
+    checkpoint: dict, device: str, overrides: list[str]
+) -> tuple[Config, nn.Module, Method]:
     config = merge(copy.deepcopy(checkpoint["config"]), parse_overrides(overrides), "")
     model = build_model(config)
     model.load_state_dict(checkpoint["model"])
@@ -41,19 +50,19 @@ def load_run_for_inference(
     """:func:`load_run` with the inference rule ``prototype`` or ``classifier`` (None: the run's).
 
     ``prototype`` on a run of another method is PPL_Test (papers 000/001, Table 3): prototypes
-    from the run's own model on the training split, no retraining. ``classifier`` is the model's
-    segment probabilities, which every method but PPL infers with already.
+    from the run's own model on the training split, no retraining; ``overrides`` may then set
+    PPL's options (``method.selection=per_stream``). ``classifier`` is the model's segment
+    probabilities, which every method but PPL infers with already.
     """
-    if inference is None:
-        return load_run(run_dir, device, overrides)
-    config, model, method = load_run(run_dir, device, overrides)
-    if config["method"]["name"] == "ppl":
-        return load_run(run_dir, device, [*overrides, f"method.inference={inference}"])
+    checkpoint = _best_checkpoint(run_dir, device)
+    is_ppl = checkpoint["config"]["method"]["name"] == "ppl"
+    if is_ppl and inference is not None:
+        return _rebuild(checkpoint, device, [*overrides, f"method.inference={inference}"])
     if inference == "prototype":
         from avvp.methods.ppl import ppl_test_method
 
         return ppl_test_method(run_dir, device, overrides)
-    return config, model, method
+    return _rebuild(checkpoint, device, overrides)
 
 
 def run_overrides(args: argparse.Namespace) -> list[str]:
@@ -66,11 +75,12 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
         "gate": "eval.gate",
         "threshold": "eval.threshold",
     }
-    return [
+    given = [
         f"{key}={getattr(args, flag)}"
         for flag, key in flags.items()
         if getattr(args, flag, None) is not None
     ]
+    return [*given, *(getattr(args, "set", None) or [])]
 
 
 def evaluate_run_command(args: argparse.Namespace) -> int:
