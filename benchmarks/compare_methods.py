@@ -187,13 +187,23 @@ EXPERIMENTS += (
     VPLAN_RL,
 )
 # Prototype labels from a trained HAN's own features, no retraining (paper 000, Table 3).
+PPL_TEST_GROUP = "PPL_Test: PPL's prototype inference on the trained HAN runs (paper 000, Table 3)"
 PPL_TEST = Experiment(
     "HAN + PPL_Test",
     "han",
-    group="PPL_Test: PPL's prototype inference on the trained HAN runs (paper 000, Table 3)",
+    group=PPL_TEST_GROUP,
     published=((62.5, 55.3, 52.3, 56.0, 58.3), (55.4, 51.1, 46.9, 50.9, 50.6)),
 )
-PPL_TEST_FILE = "ppl_test_metrics.json"
+# PPL_Test variants: the experiment's overrides reach `avvp evaluate --set`; metrics file per run.
+PPL_TEST_FILES = {
+    PPL_TEST: "ppl_test_metrics.json",
+    Experiment(
+        "HAN + PPL_Test, per-stream selection",
+        "han",
+        ("method.selection=per_stream",),
+        PPL_TEST_GROUP,
+    ): "ppl_test_per_stream_metrics.json",
+}
 PAPER_LABEL_QUALITY = (
     ("weak label alone", ("67.0", "87.9", "-", "-")),
     ("PLG", ("83.8", "81.2", "70.3", "64.7")),
@@ -374,15 +384,17 @@ def plg_labels(args: argparse.Namespace) -> Path:
     return out
 
 
-def ppl_test_one(args: argparse.Namespace, seed: int) -> Path:
+def ppl_test_one(args: argparse.Namespace, seed: int, variant: Experiment) -> Path:
     """PPL_Test of the HAN run of ``seed``: its test metrics with prototype inference."""
     run_dir = args.out / HAN.folder / f"seed-{seed}"
-    out = run_dir / PPL_TEST_FILE
+    out = run_dir / PPL_TEST_FILES[variant]
     if not out.is_file():
         command = avvp(
             "evaluate", "--run", str(run_dir), "--inference", "prototype", "--json", str(out)
         )
-        run_logged(command, run_dir.parent / f"seed-{seed}-ppl-test.log", f"PPL_Test seed {seed}")
+        command += [flag for override in variant.overrides for flag in ("--set", override)]
+        log = run_dir.parent / f"seed-{seed}-{variant.folder}.log"
+        run_logged(command, log, f"{variant.name} seed {seed}")
     return out
 
 
@@ -468,8 +480,9 @@ def write_page(
         )
         histories[experiment.name] = [read_history(run_dir) for run_dir in run_dirs]
         if experiment is HAN:
-            ppl_test = [json.loads((d / PPL_TEST_FILE).read_text()) for d in run_dirs]
-            groups.setdefault(PPL_TEST.group, []).extend(table_rows(PPL_TEST, ppl_test))
+            for variant, filename in PPL_TEST_FILES.items():
+                ppl_test = [json.loads((d / filename).read_text()) for d in run_dirs]
+                groups.setdefault(variant.group, []).extend(table_rows(variant, ppl_test))
     version = code_version()
     training = sum(float(np.nansum(h["seconds"])) for seeds in histories.values() for h in seeds)
     lines = [
@@ -636,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
                 job.result()
         if HAN in experiments:
             seeds = seeds_of(HAN, args)
-            for job in [pool.submit(ppl_test_one, args, seed) for seed in seeds]:
+            variants = [(seed, variant) for seed in seeds for variant in PPL_TEST_FILES]
+            for job in [pool.submit(ppl_test_one, args, *pair) for pair in variants]:
                 job.result()
     figure = parse_figure(args, experiments)
     print(write_page(args, experiments, figure))

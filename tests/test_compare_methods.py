@@ -54,6 +54,11 @@ def test_compare_methods_tables_the_runs_and_skips_finished_ones(dataset, tmp_pa
         f"{summarize(ppl_test)['std']['segment']['type']:.1f}"
     )
     assert ppl_test[0] != json.loads((out / "han" / "seed-1" / "test_metrics.json").read_text())
+    per_stream = json.loads(
+        (out / "han" / "seed-1" / "ppl_test_per_stream_metrics.json").read_text()
+    )
+    assert per_stream != ppl_test[0]
+    assert "| HAN + PPL_Test, per-stream selection (ours, 2 seeds) |" in page
     cost = page.split("## Training cost", 1)[1]
     assert cost.split("| HAN | ", 1)[1].split(" | ")[1].startswith("1.00")  # HAN is the unit
     assert "| PoiBin | " in cost
@@ -64,7 +69,7 @@ def test_compare_methods_tables_the_runs_and_skips_finished_ones(dataset, tmp_pa
 
     logs = sorted(out.glob("*/seed-*.log"))
     written = [path.stat().st_mtime_ns for path in logs]
-    assert len(logs) == 6  # 2 methods x 2 seeds trained, 2 PPL_Test evaluations
+    assert len(logs) == 8  # 2 methods x 2 seeds trained, 2 x 2 PPL_Test evaluations
     assert compare_methods.main(argv) == 0  # finished runs are kept, not trained again
     assert [path.stat().st_mtime_ns for path in logs] == written
 
