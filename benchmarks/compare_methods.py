@@ -141,6 +141,12 @@ EXPERIMENTS += (
     Experiment("PPL: hard pseudo labels", "ppl", ("method.label_type=hard",), PPL_ABLATIONS),
     Experiment("PPL: no contrastive loss", "ppl", ("method.cl_weight=0",), PPL_ABLATIONS),
     Experiment("PPL: no EMA encoder", "ppl", ("method.momentum=0",), PPL_ABLATIONS),
+    Experiment(
+        "PPL: EMA warm-up (not in the paper)",
+        "ppl",
+        ("method.momentum_warmup=true",),
+        PPL_ABLATIONS,
+    ),
     Experiment("PPL: classifier inference", "ppl", ("method.inference=classifier",), PPL_ABLATIONS),
 )
 PPL_SWEEPS = "PPL hyperparameters (paper 000: tau in its supplementary Table 3, k in its Fig. 5)"

@@ -24,6 +24,7 @@ from avvp.methods.ppl import (
     kmeans_prototypes,
     prototype_labels,
     select_segments,
+    warmed_up_momentum,
 )
 from avvp.registry import create
 from avvp.training.trainer import build_model
@@ -182,6 +183,14 @@ def test_contrastive_loss_without_positives_is_zero_with_a_gradient():
 
 def small_network():
     return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).double()
+
+
+def test_warmed_up_momentum_follows_the_cap():
+    for step in range(2000):
+        expected = 0.999 if (1 + step) / (10 + step) > 0.999 else (1 + step) / (10 + step)
+        assert warmed_up_momentum(0.999, step) == expected
+    assert warmed_up_momentum(0.999, 0) == pytest.approx(0.1)
+    assert warmed_up_momentum(0.0, 5) == 0.0  # no EMA stays no EMA
 
 
 def test_ema_update_matches_formula():
@@ -348,6 +357,7 @@ def test_train_and_evaluate(dataset, tmp_path):
             ["pseudo.positives"],
         ),
         (["method.warmup_epochs=0", "method.label_model=latest"], ["loss.pl"], []),
+        (["method.momentum_warmup=true"], ["loss.pl", "loss.cl"], []),
     ],
 )
 def test_ablations_train(dataset, tmp_path, overrides, present, absent):
@@ -360,8 +370,14 @@ def test_ablations_train(dataset, tmp_path, overrides, present, absent):
     assert (tmp_path / "run" / "test_metrics.json").is_file()
 
 
-@pytest.mark.parametrize("keep_labels", [False, True])
-def test_resume_after_kill_gives_identical_results(dataset, tmp_path, monkeypatch, keep_labels):
+@pytest.mark.parametrize(
+    ("keep_labels", "options"),
+    # the warmed-up momentum depends on the step count, which must survive the kill too
+    [(False, []), (True, []), (False, ["method.momentum_warmup=true"])],
+)
+def test_resume_after_kill_gives_identical_results(
+    dataset, tmp_path, monkeypatch, keep_labels, options
+):
     from avvp.methods import ppl
     from avvp.training import trainer as trainer_module
 
@@ -369,7 +385,7 @@ def test_resume_after_kill_gives_identical_results(dataset, tmp_path, monkeypatc
         # No epoch beats the first labels' epoch, so the resumed run must restore those labels
         # rather than recompute them.
         monkeypatch.setattr(ppl, "_previous_epoch_was_best", lambda trainer, epoch: False)
-    epochs = ["optim.epochs=3"]
+    epochs = ["optim.epochs=3", *options]
     uninterrupted = tmp_path / "full"
     assert train(dataset, uninterrupted, *epochs) == 0
 

@@ -26,8 +26,10 @@ Decisions where SPEC and the papers are silent (the option, where there is one, 
   [``warmup_epochs``] epochs have finished, training uses L_MIL only.
 * Which network labels. The EMA copy (encoder and classifier) gives both the probabilities that
   select segments and the features that are clustered and labelled; its momentum 0 is the paper's
-  "without momentum encoder" ablation. Prototype inference takes features from the EMA copy too
-  (the space its prototypes live in) and the video labels from the model being evaluated.
+  "without momentum encoder" ablation. [``momentum_warmup``] caps the momentum at
+  ``(1 + t) / (10 + t)`` after t steps, for schedules too short for m = 0.999 to leave its
+  start. Prototype inference takes features from the EMA copy too (the space its prototypes
+  live in) and the video labels from the model being evaluated.
 * Ties. "The top segment" is every segment reaching ``p*``, as the set notation of Eqs. 5-6 reads.
 * Streams. ``p*`` is the maximum over both streams (SPEC); with a model whose audio is more
   confident than its visual stream (HAN), gamma = 1 then keeps only audio segments as positives.
@@ -269,6 +271,13 @@ def naive_labels(segment_prob: Tensor, weak: Tensor, label_type: LabelType) -> T
     return weak[:, None, None, :].to(segment_prob.dtype) * segment_prob
 
 
+def warmed_up_momentum(momentum: float, step: int) -> float:
+    """``min(m, (1 + step) / (10 + step))`` for the 0-based optimiser ``step``: the warm-up of
+    TensorFlow's ExponentialMovingAverage (``num_updates``), so a short run's EMA forgets its
+    random start (with m = 0.999, 630 steps still leave 0.999^630 = 53 % of it)."""
+    return min(momentum, (1 + step) / (10 + step))
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, momentum: float) -> None:
     """``theta_E <- m theta_E + (1 - m) theta`` for every parameter; buffers are copied."""
@@ -321,6 +330,7 @@ class PPL(Method):
         self.labels: Tensor | None = None  # (V, T, 2, C) on the CPU
         self._outputs: SplitOutputs | None = None
         self.label_epoch = 0  # epochs the labelling model had trained for
+        self.ema_steps = 0  # optimiser steps the momentum model has followed
 
     @property
     def labels_needed(self) -> bool:
@@ -360,7 +370,11 @@ class PPL(Method):
         return losses, {}
 
     def after_optimizer_step(self, trainer: Trainer) -> None:
-        ema_update(self.momentum_model, trainer.model, self.options["momentum"])
+        momentum = self.options["momentum"]
+        if self.options["momentum_warmup"]:
+            momentum = warmed_up_momentum(momentum, self.ema_steps)
+        ema_update(self.momentum_model, trainer.model, momentum)
+        self.ema_steps += 1
 
     # ---- between epochs
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> dict[str, float]:
@@ -531,6 +545,7 @@ class PPL(Method):
             "prototypes": None if self.prototypes is None else dataclasses.asdict(self.prototypes),
             "labels": self.labels,
             "label_epoch": self.label_epoch,
+            "ema_steps": self.ema_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -546,6 +561,7 @@ class PPL(Method):
         )
         self.labels = None if state["labels"] is None else state["labels"].cpu()
         self.label_epoch = state["label_epoch"]
+        self.ema_steps = state.get("ema_steps", 0)  # runs saved before the count existed
 
 
 def _check_options(options: dict[str, Any]) -> None:
