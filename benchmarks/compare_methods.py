@@ -516,7 +516,9 @@ def write_page(
             "",
             "Mean |true count - tau| over positive (video, class) pairs after each epoch's E-step. "
             "Rows with a warm-up (`method.warmup_epochs`, 5 in the preset) train L_att alone "
-            "until then, so their curves coincide; L_poibin and L_aug join after it.",
+            "until then, so their curves coincide; L_poibin and L_aug join after it, and best.pt "
+            "is chosen among the later epochs. Per-stream counting compares each stream's tau with "
+            "that stream's count (at most T = 10; joint counting: at most 2T = 20).",
             "",
             f"![tau error]({relative})",
         ]
