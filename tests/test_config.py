@@ -1,6 +1,8 @@
+import copy
+
 import pytest
 
-from avvp.config import ConfigError, merge, parse_overrides, resolve_config
+from avvp.config import ConfigError, merge, parse_overrides, resolve_config, with_new_defaults
 
 
 def test_resolve_han_defaults_and_overrides():
@@ -69,3 +71,12 @@ def test_any_layer_may_add_a_feature_set_but_not_other_keys(tmp_path):
         resolve_config("han", overrides=["features.dim.clip=512"])
     with pytest.raises(ConfigError, match=r"method\.tua"):
         resolve_config("poibin", overrides=["method.tua=em"])
+
+
+def test_a_saved_config_gains_the_options_added_since_at_their_defaults():
+    current = resolve_config("ppl", overrides=["method.k=3", "optim.lr=1e-3"])
+    saved = copy.deepcopy(current)
+    del saved["method"]["selection"], saved["method"]["momentum_warmup"]  # older avvp
+    completed = with_new_defaults(saved)
+    assert completed == current  # the saved values (k, lr) stay; the missing keys are defaults
+    assert "selection" not in saved["method"]  # the saved config itself is left alone

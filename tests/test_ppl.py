@@ -455,6 +455,13 @@ def test_evaluate_inference_switches_a_ppl_run_between_its_rules(dataset, tmp_pa
         scores[inference] = read_json(out)
     assert scores["prototype"] == read_json(run / "test_metrics.json")  # the preset's rule
     assert scores["classifier"] != scores["prototype"]
+    # A run saved before method.selection existed still evaluates, with the old behaviour.
+    checkpoint = torch.load(run / "best.pt", weights_only=False)
+    del checkpoint["config"]["method"]["selection"]
+    torch.save(checkpoint, run / "best.pt")
+    out = tmp_path / "older.json"
+    assert main(["evaluate", "--run", str(run), "--json", str(out)]) == 0
+    assert read_json(out) == scores["prototype"]
 
 
 def test_one_momentum_pass_per_epoch_serves_prototypes_and_labels(dataset, tmp_path, monkeypatch):

@@ -119,6 +119,22 @@ def _looks_like_float(text: str) -> bool:
     return True
 
 
+def with_new_defaults(saved: Mapping[str, Any]) -> Config:
+    """A saved run's config completed with the keys its method's preset gained since, at their
+    defaults (new options default to the behaviour before them), so old runs still load."""
+    return _fill_missing(saved, resolve_config(saved["method"]["name"]))
+
+
+def _fill_missing(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> Config:
+    filled = copy.deepcopy(dict(config))
+    for key, value in defaults.items():
+        if key not in filled:
+            filled[key] = copy.deepcopy(value)
+        elif isinstance(value, Mapping) and isinstance(filled[key], Mapping):
+            filled[key] = _fill_missing(filled[key], value)
+    return filled
+
+
 def resolve_config(
     method: str, config_file: str | Path | None = None, overrides: Iterable[str] = ()
 ) -> Config:

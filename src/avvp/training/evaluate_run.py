@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from avvp.config import Config, merge, parse_overrides
+from avvp.config import Config, merge, parse_overrides, with_new_defaults
 from avvp.io_utils import write_json
 from avvp.methods.base import Method
 from avvp.registry import create
@@ -35,7 +34,7 @@ def _best_checkpoint(run_dir: str | Path, device: str) -> dict:
 def _rebuild(
     checkpoint: dict, device: str, overrides: list[str]
 ) -> tuple[Config, nn.Module, Method]:
-    config = merge(copy.deepcopy(checkpoint["config"]), parse_overrides(overrides), "")
+    config = merge(with_new_defaults(checkpoint["config"]), parse_overrides(overrides), "")
     model = build_model(config)
     model.load_state_dict(checkpoint["model"])
     model.to(resolve_device(device)).eval()
