@@ -147,6 +147,7 @@ EXPERIMENTS += (
         ("method.momentum_warmup=true",),
         PPL_ABLATIONS,
     ),
+    Experiment("PPL: per-stream selection", "ppl", ("method.selection=per_stream",), PPL_ABLATIONS),
     Experiment("PPL: classifier inference", "ppl", ("method.inference=classifier",), PPL_ABLATIONS),
 )
 PPL_SWEEPS = "PPL hyperparameters (paper 000: tau in its supplementary Table 3, k in its Fig. 5)"
