@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -105,6 +106,19 @@ def test_resume_refuses_another_config(dataset, tmp_path, capsys):
     assert main(["train", "--data", str(dataset), "--out", str(run), *TINY]) == 0
     assert main(["train", "--data", str(dataset), "--out", str(run), *TINY, "optim.lr=0.01"]) == 2
     assert "optim.lr" in capsys.readouterr().err
+
+
+def test_resume_accepts_options_added_since_at_their_defaults():
+    from avvp.config import resolve_config
+    from avvp.training.trainer import check_resumable
+
+    current = resolve_config("ppl")
+    saved = resolve_config("ppl")
+    del saved["method"]["selection"]  # a run started before the option existed
+    check_resumable(saved, current)
+    changed = resolve_config("ppl", overrides=["method.selection=per_stream"])
+    with pytest.raises(ValueError, match=re.escape("method.selection: 'joint' -> 'per_stream'")):
+        check_resumable(saved, changed)
 
 
 def test_seeds_summary(dataset, tmp_path):

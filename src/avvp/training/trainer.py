@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from avvp.config import Config
+from avvp.config import Config, with_new_defaults
 from avvp.data.annotations import DenseLabels
 from avvp.data.dataset import SplitData
 from avvp.io_utils import atomic_torch_save, atomic_write_text, write_json
@@ -344,10 +344,11 @@ def timed(totals: dict[str, float], key: str) -> Iterator[None]:
 
 
 def check_resumable(saved: Config, current: Config) -> None:
-    """A run resumes only under the config it started with (up to harmless settings)."""
+    """A run resumes only under the config it started with (up to harmless settings); options
+    added to avvp since it started count at their defaults."""
     differences = [
         f"{'.'.join(path)}: {old!r} -> {new!r}"
-        for path, old, new in _config_differences(saved, current)
+        for path, old, new in _config_differences(with_new_defaults(saved), current)
         if tuple(path) not in RESUMABLE_DIFFERENCES
     ]
     if differences:
