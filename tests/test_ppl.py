@@ -484,3 +484,8 @@ def test_one_momentum_pass_per_epoch_serves_prototypes_and_labels(dataset, tmp_p
         parts = [float(row[f"seconds.pseudo.{part}"] or 0) for part in PSEUDO_PHASES]
         assert 0 < sum(parts) <= float(row["seconds.method"])
     assert [bool(row["seconds.pseudo.labels"]) for row in rows] == [False, True, True]
+    # Without a warm-up the first labels need a pass of their own, one for prototypes and labels.
+    passes.clear()
+    no_warmup = ["optim.epochs=3", "method.label_model=latest", "method.warmup_epochs=0"]
+    assert train(dataset, tmp_path / "no-warmup", *no_warmup) == 0
+    assert len(passes) == 4

@@ -388,11 +388,15 @@ class PPL(Method):
             or _previous_epoch_was_best(trainer, epoch)
         )
         if refresh:
+            if outputs is None:  # no epoch has ended in this process (warmup_epochs = 0, resume)
+                with timed(report, "seconds.pseudo.features"):
+                    outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
             if self.pseudo_labels is PseudoLabels.PROTOTYPE and self.prototypes is None:
                 # Only with warmup_epochs = 0: no epoch has ended to build them yet.
-                report |= self.build_prototypes(trainer.feature_names, trainer.device)
+                with timed(report, "seconds.pseudo.prototypes"):
+                    report |= self.build_prototypes(outputs)
             with timed(report, "seconds.pseudo.labels"):
-                self.labels = self.compute_labels(trainer.feature_names, trainer.device, outputs)
+                self.labels = self.compute_labels(outputs, trainer.device)
             self.label_epoch = epoch
         report["pseudo.label_epoch"] = float(self.label_epoch)
         return report | self.label_report(trainer.hidden_train_labels)
@@ -407,9 +411,7 @@ class PPL(Method):
             self._outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
         if self.prototypes_needed:
             with timed(report, "seconds.pseudo.prototypes"):
-                report |= self.build_prototypes(
-                    trainer.feature_names, trainer.device, self._outputs
-                )
+                report |= self.build_prototypes(self._outputs)
         return report
 
     @torch.no_grad()
@@ -422,13 +424,10 @@ class PPL(Method):
         return SplitOutputs(torch.cat(features), torch.cat(segment_prob))
 
     @torch.no_grad()
-    def build_prototypes(
-        self, names: list[str], device: torch.device, outputs: SplitOutputs | None = None
-    ) -> dict[str, float]:
-        """Select segments over the training split with the momentum model, cluster per class."""
+    def build_prototypes(self, outputs: SplitOutputs) -> dict[str, float]:
+        """Select segments over the training split from the momentum model's ``outputs``, cluster
+        per class."""
         options = self.options
-        if outputs is None:
-            outputs = self.momentum_outputs(names, device)
         weak = torch.from_numpy(np.asarray(self.train_data.weak, dtype=np.float32))
         chosen_positive, chosen_negative = select_segments(
             outputs.segment_prob,
@@ -467,12 +466,9 @@ class PPL(Method):
         )
 
     @torch.no_grad()
-    def compute_labels(
-        self, names: list[str], device: torch.device, outputs: SplitOutputs | None = None
-    ) -> Tensor:
-        """Pseudo labels (V, T, 2, C) of the whole training split from the momentum model."""
-        if outputs is None:
-            outputs = self.momentum_outputs(names, device)
+    def compute_labels(self, outputs: SplitOutputs, device: torch.device) -> Tensor:
+        """Pseudo labels (V, T, 2, C) of the whole training split from the momentum model's
+        ``outputs``."""
         weak_all = torch.from_numpy(np.asarray(self.train_data.weak, dtype=np.float32))
         prototypes = None if self.prototypes is None else self.prototypes.to(device)
         parts = []
@@ -611,7 +607,7 @@ def ppl_test_method(
     train = load_splits(config, ("train",), progress=False)["train"]
     method = PPL(config, train)
     method.momentum_model = model
-    method.build_prototypes(feature_names(config), resolve_device(device))
+    method.build_prototypes(method.momentum_outputs(feature_names(config), resolve_device(device)))
     return config, model, method
 
 
