@@ -14,6 +14,7 @@ from avvp.data.annotations import SPLITS, AnnotationWarning, LLPAnnotations
 from avvp.data.synthetic import (
     AUDIO,
     MANIFEST,
+    STARTED,
     VISUAL,
     FeatureModel,
     GeneratorConfig,
@@ -129,14 +130,17 @@ def test_same_seed_same_dataset_other_seed_other_dataset(tmp_path):
 def test_killed_generation_resumes_to_the_same_files(tmp_path):
     reference = generate(tmp_path / "reference", videos=12, seed=2, progress=False)
     killed = generate(tmp_path / "killed", videos=12, seed=2, progress=False)
-    (killed / MANIFEST).unlink()  # the manifest is written last: no manifest = unfinished
+    # A kill leaves the marker written first and not the manifest written last.
+    (killed / MANIFEST).rename(killed / STARTED)
     removed = sorted((killed / "feats" / "res152").glob("*.npy"))[:5]
     for path in removed:
         path.unlink()
     kept = killed / "feats" / "vggish" / removed[0].name
     kept_mtime = kept.stat().st_mtime_ns
+    with pytest.raises(ValueError, match="other settings"):
+        generate(killed, videos=12, seed=3, progress=False)
     generate(killed, videos=12, seed=2, progress=False)
-    assert (killed / MANIFEST).is_file()
+    assert (killed / MANIFEST).is_file() and not (killed / STARTED).exists()
     for path in sorted((reference / "feats").rglob("*.npy")):
         np.testing.assert_array_equal(np.load(path), np.load(killed / path.relative_to(reference)))
     assert kept.stat().st_mtime_ns != kept_mtime  # a video with a missing file is redone whole
@@ -253,3 +257,64 @@ def test_annotation_driven_full_set_reproduces_the_spec_reference_numbers(tmp_pa
         hidden.audio.any(axis=1) | hidden.visual.any(axis=1),
         real.weak("train").labels.astype(bool),
     )
+
+
+# --- where synth may write ------------------------------------------------------------------
+
+
+def annotation_copy(source: Path, folder: Path) -> Path:
+    """The annotation CSVs of ``source`` copied into ``folder`` (an LLP annotation folder)."""
+    folder.mkdir(parents=True)
+    for path in source.glob("AVVP_*.csv"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_synth_refuses_to_write_into_the_annotation_folder_it_reads(builtin, tmp_path, capsys):
+    annotations = annotation_copy(builtin, tmp_path / "llp")
+    before = snapshot(annotations)
+    outs = [annotations, annotations / "synth", tmp_path]  # same, inside it, around it
+    for out in outs:
+        assert main(["synth", "--out", str(out), "--annotations", str(annotations)]) == 2
+        error = capsys.readouterr().err
+        assert "never writes into the annotation folder it reads" in error, error
+    # Another spelling of the same folder is the same folder.
+    spelled = tmp_path / "llp" / ".." / "llp"
+    assert main(["synth", "--out", str(spelled), "--annotations", str(annotations)]) == 2
+    assert snapshot(annotations) == before
+    assert not (annotations / "synth").exists()
+
+
+def test_synth_refuses_a_folder_it_did_not_make(builtin, tmp_path, capsys):
+    real = annotation_copy(builtin, tmp_path / "real")
+    (real / "feats" / "vggish").mkdir(parents=True)
+    mine = np.ones((10, 128), np.float32)
+    identifier = LLPAnnotations(real).weak("train").video_ids[0]
+    np.save(real / "feats" / "vggish" / f"{identifier}.npy", mine)
+    before = snapshot(real)
+    assert main(["synth", "--out", str(real), "--videos", "40", "--seed", "3"]) == 2
+    error = capsys.readouterr().err
+    assert f"{real} is not empty and holds no synthetic dataset" in error, error
+    assert snapshot(real) == before
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    assert main(["synth", "--out", str(afile), "--videos", "5"]) == 2
+    assert f"--out {afile} is a file" in capsys.readouterr().err
+    assert afile.read_text() == "mine"
+
+
+def test_synth_writes_into_an_empty_folder_and_the_builtin_home(tmp_path, monkeypatch):
+    from avvp.data.synthetic import builtin_dataset
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["synth", "--out", str(empty), "--videos", "3", "--no-progress"]) == 0
+    assert (empty / MANIFEST).is_file()
+    monkeypatch.setenv("AVVP_HOME", str(tmp_path / "home"))
+    root = builtin_dataset(videos=3, progress=False)
+    assert builtin_dataset(videos=3, progress=False) == root
+    assert (root / MANIFEST).is_file()

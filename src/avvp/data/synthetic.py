@@ -66,6 +66,7 @@ from avvp.data.annotations import (
 from avvp.io_utils import atomic_write, atomic_write_text, write_json
 
 MANIFEST = "synthetic.json"
+STARTED = "synthetic.partial.json"  # the settings of a generation not finished yet
 HIDDEN_TRAIN_LABELS = "synthetic_train_labels.npz"
 CLIP_SCORES = "synthetic_clip_scores.npz"
 CLIP_FORMAT_VERSION = 1
@@ -419,7 +420,8 @@ def generate(
 
     A killed generation resumes: every file is written atomically and the manifest last, and
     each video's features depend only on the seed and the video, so finished files are kept.
-    An existing dataset made with other settings is refused rather than overwritten.
+    An existing dataset made with other settings is refused rather than overwritten, and so is
+    any other non-empty folder, a file, and a folder that overlaps ``annotations``.
 
     ``clip_quality`` (None: skip) also writes simulated CLIP scores (:func:`write_clip_scores`),
     or rewrites them when the file was made with another quality or seed. They derive from the
@@ -443,15 +445,19 @@ def generate(
             "generator": config.to_json(),
         }
     )
-    existing = read_manifest(out)
-    if existing is not None and existing["settings"] != settings:
+    _check_out(out, annotations)
+    made_with = _settings_found(out)
+    if made_with is not None and made_with != settings:
         raise ValueError(
             f"{out} holds a synthetic dataset made with other settings ({out / MANIFEST}); "
             "choose another --out or delete it"
         )
-    if existing is not None:
+    if read_manifest(out) is not None:
         _ensure_clip_scores(out, clip_quality, seed)
         return out
+    # Written first and removed last: it marks the folder as ours while generation is unfinished,
+    # so that a killed run resumes and any other non-empty folder is refused.
+    write_json(out / STARTED, {"settings": settings})
     if annotations is None:
         labels = builtin_labels(videos, seed)
         _write_builtin_annotations(out, labels)
@@ -472,8 +478,45 @@ def generate(
     _write_features(out, labels, FeatureModel(config, seed), seed, progress)
     counts = {split: len(labels[split].filenames) for split in SPLITS}
     write_json(out / MANIFEST, {"settings": settings, "videos": counts})
+    (out / STARTED).unlink()
     _ensure_clip_scores(out, clip_quality, seed)
     return out
+
+
+def _check_out(out: Path, annotations: str | Path | None) -> None:
+    """Refuse an ``out`` where generating could destroy or mix in anything of the user's.
+
+    Allowed: a new or empty folder, or one that ``generate`` made (finished or killed); never the
+    annotation folder being read, nor a folder inside it or around it.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; choose a new or empty folder")
+    if annotations is not None:
+        source, target = Path(annotations).resolve(), out.resolve()
+        if source == target or source in target.parents or target in source.parents:
+            raise ValueError(
+                f"--out {out} and --annotations {annotations} overlap: synth never writes into "
+                "the annotation folder it reads; choose an --out outside it"
+            )
+    if out.is_dir() and _settings_found(out) is None and any(out.iterdir()):
+        raise ValueError(
+            f"{out} is not empty and holds no synthetic dataset (no {MANIFEST}): synth writes "
+            "only into a new or empty folder or one it made; choose another --out"
+        )
+
+
+def _settings_found(out: Path) -> dict | None:
+    """The settings of the synthetic dataset in ``out``, finished or unfinished; None if none."""
+    for name in (MANIFEST, STARTED):
+        path = out / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))["settings"]
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(
+                    f"{path} is damaged ({error}); delete {out} to generate it again"
+                ) from None
+    return None
 
 
 def _ensure_clip_scores(root: Path, quality: float | None, seed: int) -> None:
