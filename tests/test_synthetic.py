@@ -24,6 +24,7 @@ from avvp.data.synthetic import (
     load_hidden_train_labels,
     sample_builtin_labels,
     sample_stream_pattern,
+    split_sizes,
 )
 from avvp.evaluation import evaluate
 
@@ -318,3 +319,45 @@ def test_synth_writes_into_an_empty_folder_and_the_builtin_home(tmp_path, monkey
     root = builtin_dataset(videos=3, progress=False)
     assert builtin_dataset(videos=3, progress=False) == root
     assert (root / MANIFEST).is_file()
+
+
+# --- how many videos ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("videos", [*range(3, 41), 97, 1201, 4999, 11_849, 12_345])
+def test_builtin_split_sizes_add_up_to_the_videos_asked_for(videos):
+    sizes = split_sizes(videos)
+    assert sum(sizes.values()) == videos and min(sizes.values()) >= 1, sizes
+
+
+def test_builtin_dataset_has_exactly_the_videos_asked_for(tmp_path):
+    root = generate(tmp_path / "seven", videos=7, seed=1, progress=False, clip_quality=None)
+    assert sum(len(LLPAnnotations(root).weak(split)) for split in SPLITS) == 7
+    assert len(list((root / "feats" / "vggish").glob("*.npy"))) == 7
+
+
+@needs_llp
+def test_annotation_driven_subsets_have_exactly_the_videos_asked_for():
+    real = quiet_annotations(LLP_ANNOTATIONS)
+    total = sum(len(real.weak(split)) for split in SPLITS)
+    for videos in [*range(3, 41), 60, 97, 1201, 4999, total - 1]:
+        labels = annotation_driven_labels(real, videos, seed=0)
+        sizes = {split: len(labels[split].filenames) for split in SPLITS}
+        assert sum(sizes.values()) == videos and min(sizes.values()) >= 1, (videos, sizes)
+    assert (
+        sum(len(labels.filenames) for labels in annotation_driven_labels(real, total, 0).values())
+        == total
+    )
+    with pytest.raises(ValueError, match=f"--videos {total + 1}: .* {total:,} videos"):
+        annotation_driven_labels(real, total + 1, seed=0)
+
+
+def test_too_many_videos_is_refused_before_anything_is_written(builtin, tmp_path, capsys):
+    annotations = annotation_copy(builtin, tmp_path / "llp")
+    out = tmp_path / "out"
+    flags = ["synth", "--out", str(out), "--annotations", str(annotations), "--no-progress"]
+    assert main([*flags, "--videos", "41"]) == 2
+    assert "--videos 41: the annotations in" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*flags, "--videos", "11"]) == 0
+    assert "train 8, val 2, test 1" in capsys.readouterr().out

@@ -265,6 +265,26 @@ def split_sizes(videos: int) -> dict[str, int]:
     return {"train": videos - val - test, "val": val, "test": test}
 
 
+def apportion(total: int, weights: Mapping[str, float]) -> dict[str, int]:
+    """``total`` shared in proportion to ``weights``, at least 1 each, adding up to ``total``.
+
+    Largest remainders: every share is its quota rounded down, then raised to 1, and the
+    difference to ``total`` goes to (or comes from) the shares furthest from their quotas.
+    """
+    if total < len(weights):
+        raise ValueError(f"cannot share {total} among {len(weights)} with at least 1 each")
+    norm = sum(weights.values())
+    quotas = {key: total * weight / norm for key, weight in weights.items()}
+    sizes = {key: max(1, int(quota)) for key, quota in quotas.items()}
+    while sum(sizes.values()) < total:
+        key = max(sizes, key=lambda k: quotas[k] - sizes[k])
+        sizes[key] += 1
+    while sum(sizes.values()) > total:
+        key = max((k for k in sizes if sizes[k] > 1), key=lambda k: sizes[k] - quotas[k])
+        sizes[key] -= 1
+    return sizes
+
+
 def annotation_driven_labels(
     annotations: LLPAnnotations, videos: int | None, seed: int
 ) -> dict[str, SplitLabels]:
@@ -272,10 +292,16 @@ def annotation_driven_labels(
     rng = np.random.default_rng([seed, 2])
     chosen = {split: np.arange(len(annotations.weak(split))) for split in SPLITS}
     total = sum(len(indices) for indices in chosen.values())
+    if videos is not None and videos > total:
+        counts = ", ".join(f"{split} {len(chosen[split]):,}" for split in SPLITS)
+        raise ValueError(
+            f"--videos {videos}: the annotations in {annotations.root} have {total:,} videos "
+            f"({counts}); ask for at most that many, or leave --videos out for all of them"
+        )
     if videos is not None and videos < total:
+        sizes = apportion(videos, {split: len(chosen[split]) for split in SPLITS})
         for split in SPLITS:
-            size = max(1, round(videos * len(chosen[split]) / total))
-            chosen[split] = np.sort(rng.choice(chosen[split], size=size, replace=False))
+            chosen[split] = np.sort(rng.choice(chosen[split], size=sizes[split], replace=False))
     labels = {}
     pool = _instance_pool(annotations)
     for split in ("val", "test"):
@@ -455,18 +481,20 @@ def generate(
     if read_manifest(out) is not None:
         _ensure_clip_scores(out, clip_quality, seed)
         return out
-    # Written first and removed last: it marks the folder as ours while generation is unfinished,
-    # so that a killed run resumes and any other non-empty folder is refused.
-    write_json(out / STARTED, {"settings": settings})
     if annotations is None:
         labels = builtin_labels(videos, seed)
-        _write_builtin_annotations(out, labels)
     else:
         real = LLPAnnotations(annotations, AudioGroundTruth.V2024)
         with warnings.catch_warnings():
             # The ignored rows are copied verbatim and warned about when the dataset is read.
             warnings.simplefilter("ignore", AnnotationWarning)
             labels = annotation_driven_labels(real, videos, seed)
+    # Written before any other file and removed last: it marks the folder as ours while the
+    # generation is unfinished, so a killed one resumes and other non-empty folders are refused.
+    write_json(out / STARTED, {"settings": settings})
+    if annotations is None:
+        _write_builtin_annotations(out, labels)
+    else:
         _write_annotation_subset(real, out, labels)
     hidden = labels["train"]
     atomic_write(
