@@ -102,6 +102,22 @@ def test_empty_and_missing_weak_files(tmp_path):
         read_weak_labels(tmp_path / "absent.csv")
 
 
+@pytest.mark.parametrize("header", [WEAK_HEADER, DENSE_HEADER])
+def test_a_byte_that_is_not_utf8_names_file_and_line(tmp_path, header):
+    row = "abcdefghijk_0_10\tSpeech" if header == WEAK_HEADER else "abcdefghijk_0_10\t0\t4\tSpeech"
+    path = tmp_path / "AVVP_x.csv"
+    path.write_bytes(f"{header}\n{row}\n".encode() + b"caf\xe9ab_xxxx_0_10\t" + b"Dog\n")
+    read = read_weak_labels if header == WEAK_HEADER else lambda p: read_dense_labels(p, VIDEOS)
+    with pytest.raises(AnnotationError, match=rf"{path}: line 3: byte 0xe9 .*not UTF-8"):
+        read(path)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "weak.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{WEAK_HEADER}\nabcdefghijk_0_10\tSpeech\n".encode())
+    assert read_weak_labels(path).filenames == ("abcdefghijk_0_10",)
+
+
 # --- dense labels -------------------------------------------------------------------------------
 
 VIDEOS = ["aaaaaaaaaaa_0_10", "bbbbbbbbbbb_10_20", "1-ccccccccc_5_15"]

@@ -11,6 +11,7 @@ intervals) are kept out of the labels exactly as the reference does, and listed 
 from __future__ import annotations
 
 import csv
+import io
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -92,11 +93,27 @@ class DenseLabels:
         return DenseLabels(self.audio[indices], self.visual[indices], self.ignored_rows)
 
 
-def _read_rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
-    """Rows of a tab-separated file as (line number, fields), header checked."""
+def read_text(path: Path) -> str:
+    """The text of an annotation file; a byte that is not UTF-8 is an error naming its line.
+
+    A UTF-8 byte order mark (as spreadsheet programs write) is accepted and dropped.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as handle:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise AnnotationError(
+            f"{path}: line {line}: byte 0x{data[error.start]:02x} is not UTF-8; "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _read_rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
+    """Rows of a tab-separated file as (line number, fields), header checked."""
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.reader(handle, delimiter="\t")
         try:
             found = next(reader)

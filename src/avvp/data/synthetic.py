@@ -60,6 +60,7 @@ from avvp.data.annotations import (
     AudioGroundTruth,
     DenseLabels,
     LLPAnnotations,
+    read_text,
     read_weak_labels,
     video_id,
 )
@@ -667,7 +668,7 @@ def _write_annotation_subset(
         if chosen == real:
             shutil.copyfile(source / name, out / name)
             continue
-        lines = (source / name).read_text(encoding="utf-8").splitlines()
+        lines = read_text(source / name).splitlines()
         kept = [
             line
             for line in lines[1:]
