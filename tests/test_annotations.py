@@ -13,9 +13,11 @@ from avvp.data.annotations import (
     AnnotationError,
     AnnotationWarning,
     AudioGroundTruth,
+    LeakageError,
     LLPAnnotations,
     read_dense_labels,
     read_weak_labels,
+    split_leaks,
     video_id,
 )
 
@@ -232,6 +234,25 @@ def test_audio_ground_truth_selects_the_file(folder):
         LLPAnnotations(folder).weak("dev")
     with pytest.raises(FileNotFoundError, match="annotation folder not found"):
         LLPAnnotations(folder / "absent")
+
+
+def test_a_video_in_two_splits_is_an_error_naming_both_files_and_lines(folder):
+    val = folder / "AVVP_val_pd.csv"
+    write(val, WEAK_HEADER, "vvvvvvvvvvv_0_10\tDog", f"{VIDEOS[1][:11]}_40_50\tCat")
+    test = folder / "AVVP_test_pd.csv"
+    message = rf"video id 'bbbbbbbbbbb' is in {val} line 3 \(val\) and in {test} line 3 \(test\)"
+    for split in ("test", "val"):  # whichever split is asked for
+        with pytest.raises(LeakageError, match=message):
+            LLPAnnotations(folder).weak(split)
+    with pytest.raises(LeakageError, match=message):
+        LLPAnnotations(folder).dense("test")
+    write(folder / "AVVP_train.csv", WEAK_HEADER, *(f"{name}\tSpeech" for name in VIDEOS))
+    first = r"in .*AVVP_train\.csv line 3 \(train\) and in .*AVVP_val_pd\.csv line 3 \(val\)"
+    with pytest.raises(LeakageError, match=rf"{first}.*\(4 more shared; `avvp check --data"):
+        LLPAnnotations(folder).weak("val")
+    annotations = LLPAnnotations(folder, allow_leakage=True)
+    weak = {split: annotations.weak(split) for split in ("train", "val", "test")}
+    assert len(split_leaks(weak)) == 5 and weak["test"].lines == (2, 3, 4)
 
 
 # --- the real annotation files --------------------------------------------------------------------

@@ -222,6 +222,19 @@ def test_annotations_in_another_folder(tmp_path):
         load(root, "val")
 
 
+def test_a_video_in_train_and_test_is_refused_on_every_split(llp):
+    root, _ = llp
+    rows = zip([*VIDEOS["train"], VIDEOS["test"][1]], [*LABELS["train"], "Dog"], strict=True)
+    write_tsv(root / CSV["train"], ["filename", "event_labels"], rows)
+    message = (
+        rf"video id '{VIDEOS['test'][1][:11]}' is in {re.escape(str(root / CSV['train']))} "
+        rf"line 5 \(train\) and in {re.escape(str(root / CSV['test']))} line 3 \(test\)"
+    )
+    for split in ("train", "val", "test"):
+        with pytest.raises(ValueError, match=message):
+            load(root, split)
+
+
 @pytest.mark.parametrize("use_cache", [False, True])
 def test_custom_feature_names_and_dims(tmp_path, use_cache):
     root = tmp_path / "llp"

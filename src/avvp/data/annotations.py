@@ -14,6 +14,7 @@ import csv
 import io
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,10 @@ class AnnotationError(ValueError):
     """A malformed annotation file; the message names the file and row."""
 
 
+class LeakageError(AnnotationError):
+    """The same video in two splits; the message names both files and lines."""
+
+
 class AnnotationWarning(UserWarning):
     """Rows that the reference evaluation ignores silently, listed so that nobody is surprised."""
 
@@ -68,6 +73,7 @@ class WeakLabels:
     path: Path
     filenames: tuple[str, ...]
     labels: np.ndarray  # (V, C) uint8
+    lines: tuple[int, ...] = ()  # 1-based line of each video in the file
 
     @property
     def video_ids(self) -> tuple[str, ...]:
@@ -139,6 +145,7 @@ def read_weak_labels(path: str | Path) -> WeakLabels:
     path = Path(path)
     filenames: list[str] = []
     labels: list[np.ndarray] = []
+    lines: list[int] = []
     seen: dict[str, int] = {}
     for line, (filename, events) in _read_rows(path, WEAK_HEADER):
         where = f"{path}: line {line}"
@@ -161,9 +168,27 @@ def read_weak_labels(path: str | Path) -> WeakLabels:
             raise AnnotationError(str(error)) from None
         filenames.append(filename)
         labels.append(row)
+        lines.append(line)
     if not filenames:
         raise AnnotationError(f"{path}: no videos")
-    return WeakLabels(path, tuple(filenames), np.stack(labels))
+    return WeakLabels(path, tuple(filenames), np.stack(labels), tuple(lines))
+
+
+def split_leaks(weak: Mapping[str, WeakLabels]) -> list[str]:
+    """Every video id found in two of the splits ``weak`` (split name -> labels), one message
+    each naming both files and lines: a video in two splits leaks test answers into training."""
+    leaks = []
+    splits = list(weak.items())
+    for i, (first_split, first) in enumerate(splits):
+        first_lines = dict(zip(first.video_ids, first.lines, strict=True))
+        for second_split, second in splits[i + 1 :]:
+            for key, line in zip(second.video_ids, second.lines, strict=True):
+                if key in first_lines:
+                    leaks.append(
+                        f"video id {key!r} is in {first.path} line {first_lines[key]} "
+                        f"({first_split}) and in {second.path} line {line} ({second_split})"
+                    )
+    return leaks
 
 
 def read_dense_labels(
@@ -219,17 +244,50 @@ def read_dense_labels(
 
 
 class LLPAnnotations:
-    """The annotation folder of an LLP-layout dataset: split files and dense ground truth."""
+    """The annotation folder of an LLP-layout dataset: split files and dense ground truth.
 
-    def __init__(self, root: str | Path, audio_gt: str | AudioGroundTruth = AudioGroundTruth.V2024):
+    The first split asked for also reads every other split file present and raises
+    :class:`LeakageError` if a video is in two of them (unless ``allow_leakage``, for tools that
+    collect every problem themselves with :func:`split_leaks`).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        audio_gt: str | AudioGroundTruth = AudioGroundTruth.V2024,
+        *,
+        allow_leakage: bool = False,
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"annotation folder not found: {self.root}")
         self.audio_gt = AudioGroundTruth.parse(audio_gt)
         self._weak: dict[str, WeakLabels] = {}
         self._dense: dict[str, DenseLabels] = {}
+        self._leakage_checked = allow_leakage
+
+    def present_splits(self) -> tuple[str, ...]:
+        """The splits whose file exists in the folder."""
+        return tuple(split for split in SPLITS if (self.root / SPLIT_FILES[split]).is_file())
 
     def weak(self, split: str) -> WeakLabels:
+        labels = self._read(split)
+        if not self._leakage_checked:
+            leaks = split_leaks({name: self._read(name) for name in self.present_splits()})
+            if leaks:
+                more = (
+                    f" ({len(leaks) - 1} more shared; `avvp check --data {self.root}` lists them)"
+                    if len(leaks) > 1
+                    else ""
+                )
+                raise LeakageError(
+                    f"{leaks[0]}: a video may be in one split only; remove it from one of the "
+                    f"files{more}"
+                )
+            self._leakage_checked = True
+        return labels
+
+    def _read(self, split: str) -> WeakLabels:
         _check_split(split)
         if split not in self._weak:
             self._weak[split] = read_weak_labels(self.root / SPLIT_FILES[split])
@@ -238,9 +296,8 @@ class LLPAnnotations:
     def known_filenames(self) -> set[str]:
         """Filenames of every split present (rows of the dense files matching none are orphans)."""
         names: set[str] = set()
-        for split in SPLITS:
-            if (self.root / SPLIT_FILES[split]).is_file():
-                names.update(self.weak(split).filenames)
+        for split in self.present_splits():
+            names.update(self.weak(split).filenames)
         return names
 
     def dense(self, split: str) -> DenseLabels:
