@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avvp.classes import CLASSES, NUM_CLASSES
+from avvp.data import annotations as annotations_module
 from avvp.data.annotations import (
     AnnotationError,
-    AnnotationWarning,
     AudioGroundTruth,
     LeakageError,
     LLPAnnotations,
@@ -44,10 +43,15 @@ def naive_dense(rows: list[tuple[str, int, int, str]], filenames: list[str], seg
     return labels
 
 
-def single_warning(record: list[warnings.WarningMessage]) -> str:
-    messages = [w for w in record if issubclass(w.category, AnnotationWarning)]
-    assert len(messages) == 1, [str(w.message) for w in messages]
-    return str(messages[0].message)
+@pytest.fixture
+def fresh_process(monkeypatch):
+    """Forget which files this process has reported ignored rows for, as in a new process."""
+    monkeypatch.setattr(annotations_module, "_reported", set())
+
+
+def reported(capsys) -> list[str]:
+    """The lines written to stderr since the last call."""
+    return capsys.readouterr().err.splitlines()
 
 
 # --- weak labels --------------------------------------------------------------------------------
@@ -125,7 +129,9 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
 VIDEOS = ["aaaaaaaaaaa_0_10", "bbbbbbbbbbb_10_20", "1-ccccccccc_5_15"]
 
 
-def test_faulty_rows_are_listed_in_one_warning_and_change_nothing(tmp_path):
+def test_faulty_rows_are_one_short_line_per_file_and_change_nothing(
+    tmp_path, capsys, fresh_process
+):
     rows = [
         ("aaaaaaaaaaa_0_10", 0, 4, "Speech"),
         ("ccccccccc_5_15", 3, 10, "Dog"),  # orphan: the real video is 1-ccccccccc_5_15
@@ -137,18 +143,22 @@ def test_faulty_rows_are_listed_in_one_warning_and_change_nothing(tmp_path):
     lines = [DENSE_HEADER, *("\t".join(map(str, row)) for row in rows[:3]), "", "\t\t\t"]
     lines += ["\t".join(map(str, row)) for row in rows[3:]]
     path = write(tmp_path / "dense.csv", *lines)
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        labels, ignored = read_dense_labels(path, VIDEOS)
+    labels, ignored = read_dense_labels(path, VIDEOS)
     assert ignored == [
         "line 3: ccccccccc_5_15 3 10 Dog (no such video)",
         "line 4: bbbbbbbbbbb_10_20 9 0 Cat (empty interval)",
         "line 7: bbbbbbbbbbb_10_20 10 10 Cat (empty interval)",
     ]
-    message = single_warning(record)
-    assert message.startswith(f"{path}: 3 rows ignored")
-    assert all(row in message for row in ignored)
+    assert reported(capsys) == [
+        "avvp: dense.csv: 3 rows ignored by the reference evaluation (1 names no video, "
+        f"2 zero-length or out of range); `avvp check --data {tmp_path}` lists them"
+    ]
     np.testing.assert_array_equal(labels, naive_dense(rows, VIDEOS))
+    # Once per file and process, however often it is read; never with warn=False.
+    assert read_dense_labels(path, VIDEOS)[1] == ignored and reported(capsys) == []
+    other = write(tmp_path / "other.csv", *lines)
+    assert read_dense_labels(other, VIDEOS, warn=False)[1] == ignored
+    assert reported(capsys) == []
 
 
 def test_dense_labels_equal_the_reference_on_random_rows(tmp_path):
@@ -211,11 +221,13 @@ def folder(tmp_path):
     return tmp_path
 
 
-def test_rows_of_another_split_pass_quietly_orphans_do_not(folder):
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        dense = LLPAnnotations(folder).dense("test")
-    assert "AVVP_eval_visual.csv" in single_warning(record)
+def test_rows_of_another_split_pass_quietly_orphans_do_not(folder, capsys, fresh_process):
+    dense = LLPAnnotations(folder).dense("test")
+    assert LLPAnnotations(folder).dense("val").ignored_rows == dense.ignored_rows
+    assert reported(capsys) == [
+        "avvp: AVVP_eval_visual.csv: 1 row ignored by the reference evaluation (1 names no "
+        f"video); `avvp check --data {folder}` lists them"
+    ]
     assert dense.ignored_rows == (
         "AVVP_eval_visual.csv line 2: nosuchvideo_0_10 0 10 Car (no such video)",
     )
@@ -223,10 +235,9 @@ def test_rows_of_another_split_pass_quietly_orphans_do_not(folder):
     assert not dense.visual.any() and not dense.audio_visual.any()
 
 
-def test_audio_ground_truth_selects_the_file(folder):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dense = LLPAnnotations(folder, "pre2024").dense("test")
+def test_audio_ground_truth_selects_the_file(folder, capsys):
+    dense = LLPAnnotations(folder, "pre2024", warn=False).dense("test")
+    assert reported(capsys) == []
     assert dense.audio[1, 1, CLASSES.index("Cat")] and dense.audio.sum() == 6
     with pytest.raises(ValueError, match="unknown audio ground truth '2023'; expected one of 2024"):
         AudioGroundTruth.parse("2023")
@@ -302,16 +313,14 @@ ORPHANS_VISUAL = [
 def real(audio_gt: str = "2024") -> LLPAnnotations:
     if not (LLP / "annotations").is_dir():
         pytest.skip(f"real LLP annotations not found at {LLP / 'annotations'}")
-    return LLPAnnotations(LLP / "annotations", audio_gt)
+    return LLPAnnotations(LLP / "annotations", audio_gt, warn=False)
 
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("audio_gt", ["2024", "pre2024"])
-def test_real_test_split_ignores_exactly_the_known_faults(audio_gt):
-    annotations = real(audio_gt)
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        dense = annotations.dense("test")
+def test_real_test_split_ignores_exactly_the_known_faults(audio_gt, capsys, fresh_process):
+    annotations = LLPAnnotations(real().root, audio_gt)
+    dense = annotations.dense("test")
     audio_file = AudioGroundTruth(audio_gt).filename
     audio_rows = sorted(
         ORPHANS_AUDIO + (PRE2024_ONLY if audio_gt == "pre2024" else []),
@@ -321,7 +330,10 @@ def test_real_test_split_ignores_exactly_the_known_faults(audio_gt):
         [f"{audio_file} {row}" for row in audio_rows]
         + [f"AVVP_eval_visual.csv {row}" for row in ORPHANS_VISUAL]
     )
-    assert len([w for w in record if issubclass(w.category, AnnotationWarning)]) == 2
+    assert [line.split(":")[1] for line in reported(capsys)] == [
+        f" {audio_file}",
+        " AVVP_eval_visual.csv",
+    ]
     # SPEC section 2: six zero-length or reversed audio rows (one of them also an orphan).
     zero_length = [row for row in audio_rows if int(row.split()[4]) <= int(row.split()[3])]
     assert len(zero_length) == 6
@@ -347,9 +359,7 @@ def test_real_split_sizes_and_label_statistics():
     ]
     assert train.labels[:, CLASSES.index("Speech")].sum() == 4_988
     assert train.labels[:, CLASSES.index("Telephone_bell_ringing")].sum() == 99
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dense = [annotations.dense(split) for split in ("val", "test")]
+    dense = [annotations.dense(split) for split in ("val", "test")]
     audio = np.concatenate([d.audio for d in dense])
     visual = np.concatenate([d.visual for d in dense])
     # SPEC section 2: an audible class covers 7.0 segments of its video, a visible one 8.1.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from avvp.classes import NUM_CLASSES
 from avvp.cli import main
-from avvp.data.annotations import SPLITS, AnnotationWarning, LLPAnnotations
+from avvp.data.annotations import SPLITS, LLPAnnotations
 from avvp.data.synthetic import (
     AUDIO,
     MANIFEST,
@@ -45,11 +44,9 @@ def builtin(tmp_path_factory) -> Path:
 
 
 def quiet_annotations(root: Path, audio_gt: str = "2024") -> LLPAnnotations:
-    annotations = LLPAnnotations(root, audio_gt)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AnnotationWarning)
-        for split in ("val", "test"):
-            annotations.dense(split)
+    annotations = LLPAnnotations(root, audio_gt, warn=False)
+    for split in ("val", "test"):
+        annotations.dense(split)
     return annotations
 
 

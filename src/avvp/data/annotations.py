@@ -4,8 +4,8 @@ Weak-label files (``AVVP_train.csv``, ``AVVP_val_pd.csv``, ``AVVP_test_pd.csv``)
 row; dense files (``AVVP_eval_audio.csv``, ``AVVP_eval_visual.csv``) one event a row. Every file is
 tab-separated with a header. Malformed input raises :class:`AnnotationError` naming the file and
 row; rows that the reference evaluation silently ignores (orphans, zero-length or reversed
-intervals) are kept out of the labels exactly as the reference does, and listed in one
-:class:`AnnotationWarning` per file.
+intervals) are kept out of the labels exactly as the reference does, and counted in one short
+line on stderr per file and process (``avvp check`` lists them).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-import warnings
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +58,14 @@ class LeakageError(AnnotationError):
 
 
 class AnnotationWarning(UserWarning):
-    """Rows that the reference evaluation ignores silently, listed so that nobody is surprised."""
+    """No longer emitted: ignored rows are reported as one line on stderr (``warn=False``
+    silences it). Kept so that code filtering this category still imports."""
+
+
+# Annotation files whose ignored rows this process has reported: each is reported once, however
+# often it is read (``avvp report`` reads the ground truth once per run).
+_reported: set[str] = set()
+NO_VIDEO, EMPTY_INTERVAL = "(no such video)", "(empty interval)"
 
 
 def video_id(filename: str) -> str:
@@ -203,8 +210,9 @@ def read_dense_labels(
     A row sets ``labels[video, onset:offset, class]`` for the video whose filename equals the row's
     exactly, with Python slice semantics as in the reference evaluation. Rows that match no video in
     ``known_filenames`` (default: ``filenames``) and rows whose interval covers nothing
-    (zero-length, reversed or outside 0..T) are returned and warned about; they change no label,
-    as in the reference. Rows of other known videos (val rows when reading test) pass quietly.
+    (zero-length, reversed or outside 0..T) are returned and, with ``warn``, counted on stderr
+    once per file and process; they change no label, as in the reference. Rows of other known
+    videos (val rows when reading test) pass quietly.
     """
     path = Path(path)
     index = {name: i for i, name in enumerate(filenames)}
@@ -225,22 +233,37 @@ def read_dense_labels(
         except UnknownClassError as error:
             raise AnnotationError(str(error)) from None
         if filename not in known:
-            ignored.append(f"line {line}: {filename} {onset} {offset} {event} (no such video)")
+            ignored.append(f"line {line}: {filename} {onset} {offset} {event} {NO_VIDEO}")
             continue
         covered = range(num_segments)[onset:offset]
         if len(covered) == 0:
-            ignored.append(f"line {line}: {filename} {onset} {offset} {event} (empty interval)")
+            ignored.append(f"line {line}: {filename} {onset} {offset} {event} {EMPTY_INTERVAL}")
             continue
         if filename in index:
             labels[index[filename], onset:offset, klass] = True
     if ignored and warn:
-        warnings.warn(
-            f"{path}: {len(ignored)} rows ignored, as the reference evaluation does:\n  "
-            + "\n  ".join(ignored),
-            AnnotationWarning,
-            stacklevel=2,
-        )
+        _report_ignored(path, ignored)
     return labels, ignored
+
+
+def _report_ignored(path: Path, ignored: list[str]) -> None:
+    """One line on stderr, once per file and process: how many rows, why, and who lists them."""
+    key = str(path.resolve())
+    if key in _reported:
+        return
+    _reported.add(key)
+    orphans = sum(row.endswith(NO_VIDEO) for row in ignored)
+    reasons = []
+    if orphans:
+        reasons.append(f"{orphans} {'names' if orphans == 1 else 'name'} no video")
+    if len(ignored) > orphans:
+        reasons.append(f"{len(ignored) - orphans} zero-length or out of range")
+    rows = "1 row" if len(ignored) == 1 else f"{len(ignored)} rows"
+    print(
+        f"avvp: {path.name}: {rows} ignored by the reference evaluation ({', '.join(reasons)}); "
+        f"`avvp check --data {path.parent}` lists them",
+        file=sys.stderr,
+    )
 
 
 class LLPAnnotations:
@@ -256,6 +279,7 @@ class LLPAnnotations:
         root: str | Path,
         audio_gt: str | AudioGroundTruth = AudioGroundTruth.V2024,
         *,
+        warn: bool = True,
         allow_leakage: bool = False,
     ):
         self.root = Path(root)
@@ -265,6 +289,7 @@ class LLPAnnotations:
         self._weak: dict[str, WeakLabels] = {}
         self._dense: dict[str, DenseLabels] = {}
         self._leakage_checked = allow_leakage
+        self._warn = warn
 
     def present_splits(self) -> tuple[str, ...]:
         """The splits whose file exists in the folder."""
@@ -307,9 +332,11 @@ class LLPAnnotations:
             filenames = self.weak(split).filenames
             known = self.known_filenames()
             audio, ignored_audio = read_dense_labels(
-                self.root / self.audio_gt.filename, filenames, known
+                self.root / self.audio_gt.filename, filenames, known, warn=self._warn
             )
-            visual, ignored_visual = read_dense_labels(self.root / VISUAL_GT_FILE, filenames, known)
+            visual, ignored_visual = read_dense_labels(
+                self.root / VISUAL_GT_FILE, filenames, known, warn=self._warn
+            )
             ignored = tuple(
                 [f"{self.audio_gt.filename} {row}" for row in ignored_audio]
                 + [f"{VISUAL_GT_FILE} {row}" for row in ignored_visual]

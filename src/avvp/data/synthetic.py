@@ -41,7 +41,6 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,7 +55,6 @@ from avvp.data.annotations import (
     SPLITS,
     VISUAL_GT_FILE,
     WEAK_HEADER,
-    AnnotationWarning,
     AudioGroundTruth,
     DenseLabels,
     LLPAnnotations,
@@ -485,11 +483,9 @@ def generate(
     if annotations is None:
         labels = builtin_labels(videos, seed)
     else:
-        real = LLPAnnotations(annotations, AudioGroundTruth.V2024)
-        with warnings.catch_warnings():
-            # The ignored rows are copied verbatim and warned about when the dataset is read.
-            warnings.simplefilter("ignore", AnnotationWarning)
-            labels = annotation_driven_labels(real, videos, seed)
+        # The ignored rows are copied verbatim and reported when the dataset is read.
+        real = LLPAnnotations(annotations, AudioGroundTruth.V2024, warn=False)
+        labels = annotation_driven_labels(real, videos, seed)
     # Written before any other file and removed last: it marks the folder as ours while the
     # generation is unfinished, so a killed one resumes and other non-empty folders are refused.
     write_json(out / STARTED, {"settings": settings})
@@ -874,16 +870,11 @@ def frame_truth(root: str | Path) -> tuple[dict[str, FrameTruth], np.ndarray]:
     hidden = load_hidden_train_labels(root)
     if hidden is None:
         raise FileNotFoundError(f"hidden train labels not found: {root / HIDDEN_TRAIN_LABELS}")
-    annotations = LLPAnnotations(root, AudioGroundTruth.V2024)  # what generate rendered from
+    # What generate rendered from; the rows the evaluation ignores are reported when evaluating.
+    annotations = LLPAnnotations(root, AudioGroundTruth.V2024, warn=False)
     truth = {}
     for split in SPLITS:
-        if split == "train":
-            labels = hidden
-        else:
-            with warnings.catch_warnings():
-                # The rows the evaluation ignores are reported when the dataset is evaluated.
-                warnings.simplefilter("ignore", AnnotationWarning)
-                labels = annotations.dense(split)
+        labels = hidden if split == "train" else annotations.dense(split)
         ids = annotations.weak(split).video_ids
         scenes = [
             model.draw_scene(audio, visual, _render_rng(seed, identifier))
