@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -411,6 +412,45 @@ def test_unwritable_cache_falls_back_with_one_warning(llp):
         assert not isinstance(data.features[name], np.memmap)
         np.testing.assert_array_equal(data.features[name], direct.features[name])
         np.testing.assert_array_equal(again.features[name], direct.features[name])
+    assert main(["cache", "--data", str(root), "--no-progress"]) == 2
+
+
+def fill_the_disk(monkeypatch) -> None:
+    """Every cache array write finds the disk full after its header."""
+    original = dataset.atomic_write
+
+    def full(path, write):
+        def failing(handle):
+            class Full:
+                def write(self, data):
+                    if handle.tell() > 0:
+                        raise OSError(errno.ENOSPC, "No space left on device")
+                    return handle.write(data)
+
+            write(Full())
+
+        return original(path, failing)
+
+    monkeypatch.setattr(dataset, "atomic_write", full)
+
+
+def test_full_disk_falls_back_with_one_warning_and_no_partial_file(llp, monkeypatch, reads):
+    root, _ = llp
+    fill_the_disk(monkeypatch)
+    with pytest.warns(CacheWarning, match=rf"{re.escape(str(cache_dir(root)))} \(.*No space left"):
+        data = load(root, "val")
+    assert not list(cache_dir(root).glob("*.npy")) and not list(cache_dir(root).glob(".*tmp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = load(root, "val")
+    direct = load(root, "val", use_cache=False)
+    for name in DIMS:
+        np.testing.assert_array_equal(data.features[name], direct.features[name])
+        np.testing.assert_array_equal(again.features[name], direct.features[name])
+    # Tried once: later loads of the process read the files without writing again.
+    assert reads["files"] == 1 + 6 + 6 + 6
+    with pytest.raises(OSError, match=r"cannot write the feature cache in .*No space left"):
+        build_cache(root, ("test",), feature_dims=DIMS, feature_frames=FRAMES, progress=False)
     assert main(["cache", "--data", str(root), "--no-progress"]) == 2
 
 

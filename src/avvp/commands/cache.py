@@ -41,7 +41,7 @@ def _size(nbytes: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from avvp.config import resolve_config
-    from avvp.data.dataset import build_cache, cache_dir
+    from avvp.data.dataset import CacheWriteError, build_cache, cache_dir
 
     splits = [split.strip() for split in args.splits.split(",") if split.strip()]
     unknown = [split for split in splits if split not in SPLITS]
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             annotations=args.annotations,
             progress=not args.no_progress,
         )
-    except PermissionError as error:
+    except CacheWriteError as error:
         print(f"avvp cache: error: {error}", file=sys.stderr)
         return 2
     print(f"feature cache in {cache_dir(args.data)} ({', '.join(features['dims'])})")

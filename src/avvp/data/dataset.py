@@ -46,15 +46,26 @@ CACHE_DIRNAME = ".avvp_cache"
 FORMAT_VERSION = 1
 FEATURES_DIRNAME = "feats"
 
-_warned_unwritable: set[str] = set()
+# Cache folders this process could not write, with the reason: it reads the feature files
+# directly there from then on, and warns once.
+_unwritable: dict[str, str] = {}
+_warned: set[str] = set()
 
 
 class FeatureError(ValueError):
     """A feature file with the wrong shape, a non-floating dtype or non-finite values."""
 
 
+class MissingFeatureError(FileNotFoundError):
+    """A feature file that a split's CSV asks for is not there; the message names both."""
+
+
 class CacheWarning(UserWarning):
     """The consolidated cache could not be written; features are read from the files instead."""
+
+
+class CacheWriteError(OSError):
+    """``build_cache`` could not write the cache (read-only folder, full disk, quota)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,7 +202,7 @@ def _iter_segments(
         try:
             array = read_feature_file(path, spec.dim, spec.frames)
         except FileNotFoundError:
-            raise FileNotFoundError(_missing_message(source, spec.name, row)) from None
+            raise MissingFeatureError(_missing_message(source, spec.name, row)) from None
         except FeatureError as error:
             raise FeatureError(
                 f"{error} (feature set {spec.name!r}, {source.where(row)})"
@@ -250,7 +261,7 @@ def _fingerprints(source: _Split, specs: Sequence[_Spec]) -> dict[str, str]:
             try:
                 stat = os.stat(f"{folder}/{key}.npy")
             except FileNotFoundError:
-                raise FileNotFoundError(_missing_message(source, spec.name, row)) from None
+                raise MissingFeatureError(_missing_message(source, spec.name, row)) from None
             parts.append(f"{stat.st_size} {stat.st_mtime_ns}")
         digest = base.copy()
         digest.update("\n".join(parts).encode())
@@ -345,7 +356,11 @@ def _locked(directory: Path) -> Iterator[None]:
 def _cached_features(
     source: _Split, specs: Sequence[_Spec], progress: bool, require_writable: bool = False
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
-    """(features by name, names built now): memory-mapped cache arrays, built where stale."""
+    """(features by name, names built now): memory-mapped cache arrays, built where stale.
+
+    A cache folder that cannot be written (read-only, or a write fails: disk full, quota) means
+    direct reads instead, with one warning; this process then stops trying to write there.
+    """
     directory = cache_dir(source.root)
     manifest_path = _manifest_path(directory, source.split)
     videos = len(source.filenames)
@@ -363,21 +378,48 @@ def _cached_features(
     stale = [spec for spec in specs if spec.name not in features]
     if not stale:
         return features, ()
-    reason = _writable(directory)
-    if reason is not None:
-        if require_writable:
-            raise PermissionError(f"cannot write the feature cache in {directory}: {reason}")
-        key = str(directory.resolve())
-        if key not in _warned_unwritable:
-            _warned_unwritable.add(key)
-            warnings.warn(
-                f"cannot write the feature cache in {directory} ({reason}); reading the feature "
-                "files directly (slower, and again on every load)",
-                CacheWarning,
-                stacklevel=3,
-            )
-        features.update(_read_in_memory(source, stale, progress))
-        return {spec.name: features[spec.name] for spec in specs}, ()
+    key = str(directory.resolve())
+    reason = _unwritable.get(key) or _writable(directory)
+    if reason is None:
+        try:
+            return _build(source, specs, current, fingerprints, progress)
+        except MissingFeatureError:
+            raise
+        except OSError as error:  # writing failed: _build left no array that is not in use
+            reason = str(error)
+    _unwritable[key] = reason
+    if require_writable:
+        raise CacheWriteError(
+            f"cannot write the feature cache in {directory}: {reason}; free space or make it "
+            "writable and rerun (training reads the feature files directly meanwhile)"
+        )
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(
+            f"cannot write the feature cache in {directory} ({reason}); reading the feature "
+            "files directly (slower, and again on every load)",
+            CacheWarning,
+            stacklevel=3,
+        )
+    features.update(_read_in_memory(source, stale, progress))
+    return {spec.name: features[spec.name] for spec in specs}, ()
+
+
+def _build(
+    source: _Split,
+    specs: Sequence[_Spec],
+    current: Callable[[dict], dict[str, np.ndarray]],
+    fingerprints: Mapping[str, str],
+    progress: bool,
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """Build the stale cache arrays of the split under the lock; ``_cached_features``'s result.
+
+    If a write fails, the arrays written by this call are removed (the manifest never names
+    them) before the error propagates, so a full disk is left no fuller.
+    """
+    directory = cache_dir(source.root)
+    manifest_path = _manifest_path(directory, source.split)
+    videos = len(source.filenames)
     with _locked(directory):
         manifest = _read_manifest(manifest_path)  # another process may have built it meanwhile
         features = current(manifest)
@@ -401,20 +443,26 @@ def _cached_features(
                 "arrays": entries,
             }
             write_json(manifest_path, manifest)
-            description = f"cache {source.split}"
-            with _progress(videos * len(stale), description, progress) as bar:
-                for spec in stale:
-                    file = _array_name(source.split, spec.name)
-                    stat = _write_array(directory / file, source, spec, bar.update)
-                    entries[spec.name] = {
-                        "file": file,
-                        "shape": [videos, NUM_SEGMENTS, spec.dim],
-                        "dim": spec.dim,
-                        "frames": spec.frames,
-                        "fingerprint": fingerprints[spec.name],
-                        **stat,
-                    }
-            write_json(manifest_path, manifest)
+            written: list[Path] = []
+            try:
+                with _progress(videos * len(stale), f"cache {source.split}", progress) as bar:
+                    for spec in stale:
+                        file = _array_name(source.split, spec.name)
+                        written.append(directory / file)
+                        stat = _write_array(directory / file, source, spec, bar.update)
+                        entries[spec.name] = {
+                            "file": file,
+                            "shape": [videos, NUM_SEGMENTS, spec.dim],
+                            "dim": spec.dim,
+                            "frames": spec.frames,
+                            "fingerprint": fingerprints[spec.name],
+                            **stat,
+                        }
+                write_json(manifest_path, manifest)
+            except OSError:
+                for path in written:
+                    path.unlink(missing_ok=True)
+                raise
             features = current(manifest)
         missing = [spec.name for spec in specs if spec.name not in features]
         if missing:  # pragma: no cover - only if the files change under us while building
@@ -547,7 +595,9 @@ __all__ = [
     "CACHE_DIRNAME",
     "CacheInfo",
     "CacheWarning",
+    "CacheWriteError",
     "FeatureError",
+    "MissingFeatureError",
     "SplitData",
     "build_cache",
     "cache_dir",
