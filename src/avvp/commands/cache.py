@@ -15,19 +15,26 @@ from avvp.data.annotations import SPLITS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="LLP-layout dataset folder")
+    parser.add_argument(
+        "--data", required=True, type=Path, help="LLP-layout dataset folder (required)"
+    )
     parser.add_argument(
         "--annotations", default=None, help="folder of the AVVP_*.csv files (default: --data)"
     )
     parser.add_argument(
         "--splits",
         default=",".join(SPLITS),
-        help=f"comma-separated splits to cache (default {','.join(SPLITS)})",
+        help="comma-separated splits to cache (default: %(default)s)",
     )
     parser.add_argument(
-        "--config", default=None, help="config file whose `features` section names the sets"
+        "--config",
+        default=None,
+        help="config file whose `features` section names the sets (default: none: the base "
+        "config's feature sets)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: shown)"
+    )
 
 
 def _size(nbytes: int) -> str:

@@ -9,40 +9,53 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from avvp.data.synthetic import DEFAULT_CLIP_QUALITY, GeneratorConfig
 
-    parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="dataset folder to write: new, empty, or one that synth made (required)",
+    )
     parser.add_argument(
         "--annotations",
         type=Path,
         default=None,
         help="real LLP annotation folder: val/test are the real videos and labels, train the "
-        "real weak labels (annotation-driven mode); without it, labels follow the LLP statistics",
+        "real weak labels (annotation-driven mode); never written to (default: none, labels "
+        "follow the LLP statistics)",
     )
     parser.add_argument(
         "--videos",
         type=int,
         default=None,
-        help="number of videos (built-in mode: required; annotation-driven: a random subset of "
-        "all 11,849 in LLP split proportions, default all)",
+        help="number of videos, at least 3 (built-in mode: required; annotation-driven: a random "
+        "subset in LLP split proportions) (default: all videos of --annotations)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="fixes every random draw: labels, video ids, features (default: %(default)s)",
+    )
     parser.add_argument(
         "--difficulty",
         type=float,
         default=None,
         help="scales noise, per-video nuisance and scene strength; 0 = clean features "
-        f"(default {GeneratorConfig().difficulty}, calibrated against HAN on LLP: "
+        f"(default: {GeneratorConfig().difficulty}, calibrated against HAN on LLP: "
         "docs/calibration.md)",
     )
     parser.add_argument(
         "--clip-quality",
         type=float,
         default=DEFAULT_CLIP_QUALITY,
-        help="quality of the simulated CLIP scores written beside the dataset (higher = cleaner; "
-        f"default {DEFAULT_CLIP_QUALITY}, calibrated on VPLAN's PLG precision and recall: "
-        "docs/synthetic.md); not part of the dataset's settings, so an existing dataset accepts "
-        "any value and only its scores are rewritten",
+        help="quality of the simulated CLIP scores written beside the dataset (higher = cleaner); "
+        "not part of the dataset's settings, so an existing dataset accepts any value and only "
+        f"its scores are rewritten (default: {DEFAULT_CLIP_QUALITY}, calibrated on VPLAN's PLG "
+        "precision and recall: docs/synthetic.md)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: shown)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
