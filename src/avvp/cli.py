@@ -17,6 +17,7 @@ from avvp import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "write a synthetic dataset in the LLP layout"),
     "cache": ("cache", "build the consolidated feature cache of a dataset"),
+    "check": ("check", "validate a whole dataset and list what to fix before training"),
     "evaluate": ("evaluate", "score predictions (files or a trained run) with the exact protocol"),
     "train": ("train", "train a method (han, poibin, ppl, vplan, ...) on a dataset"),
     "predict": ("predict", "write a trained run's predictions as TSV and .npz"),

@@ -19,7 +19,6 @@ clock (a few ms) after the cache was built is not noticed; ``avvp cache`` after
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import os
@@ -38,6 +37,7 @@ from avvp.data.annotations import (
     AudioGroundTruth,
     DenseLabels,
     LLPAnnotations,
+    WeakLabels,
     video_id,
 )
 from avvp.io_utils import atomic_write, write_json
@@ -115,19 +115,22 @@ class _Spec(NamedTuple):
 
 @dataclass(frozen=True)
 class _Split:
-    """Where a split's videos come from: its CSV and the ordered filenames."""
+    """Where a split's videos come from: its CSV, the ordered filenames and their lines."""
 
     root: Path
     split: str
     csv_path: Path
     filenames: tuple[str, ...]
+    lines: tuple[int, ...] = ()  # of the filenames in the CSV; empty: unknown
+
+    @classmethod
+    def of(cls, root: Path, split: str, weak: WeakLabels) -> _Split:
+        return cls(root, split, weak.path, weak.filenames, weak.lines)
 
     def where(self, row: int) -> str:
-        """'video X on line N of CSV (split S)', the line found by scanning (error paths only)."""
-        filename = self.filenames[row]
-        line = _csv_line(self.csv_path, filename)
-        place = f"line {line}" if line is not None else f"row {row + 1}"
-        return f"video {filename!r} on {place} of {self.csv_path} (split {self.split!r})"
+        """'video X on line N of CSV (split S)'."""
+        place = f"line {self.lines[row]}" if self.lines else f"row {row + 1}"
+        return f"video {self.filenames[row]!r} on {place} of {self.csv_path} (split {self.split!r})"
 
     def feature_path(self, name: str, row: int) -> Path:
         return self.root / FEATURES_DIRNAME / name / f"{video_id(self.filenames[row])}.npy"
@@ -174,18 +177,6 @@ def read_feature_file(
     return np.ascontiguousarray(array)
 
 
-def _csv_line(csv_path: Path, filename: str) -> int | None:
-    try:
-        with csv_path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle, delimiter="\t")
-            for row in reader:
-                if row and row[0].strip() == filename:
-                    return reader.line_num
-    except OSError:
-        return None
-    return None
-
-
 def _missing_message(source: _Split, name: str, row: int) -> str:
     return (
         f"feature file not found: {source.feature_path(name, row)} "
@@ -193,20 +184,23 @@ def _missing_message(source: _Split, name: str, row: int) -> str:
     )
 
 
+def _read_segments(source: _Split, spec: _Spec, row: int) -> np.ndarray:
+    """The validated (T, D) segment features of one video; errors name the file and CSV line."""
+    path = source.feature_path(spec.name, row)
+    try:
+        return read_feature_file(path, spec.dim, spec.frames)
+    except FileNotFoundError:
+        raise MissingFeatureError(_missing_message(source, spec.name, row)) from None
+    except FeatureError as error:
+        raise FeatureError(f"{error} (feature set {spec.name!r}, {source.where(row)})") from None
+
+
 def _iter_segments(
     source: _Split, spec: _Spec, advance: Callable[[], object]
 ) -> Iterator[np.ndarray]:
     """The (T, D) segment features of every video of the split in order, validated."""
     for row in range(len(source.filenames)):
-        path = source.feature_path(spec.name, row)
-        try:
-            array = read_feature_file(path, spec.dim, spec.frames)
-        except FileNotFoundError:
-            raise MissingFeatureError(_missing_message(source, spec.name, row)) from None
-        except FeatureError as error:
-            raise FeatureError(
-                f"{error} (feature set {spec.name!r}, {source.where(row)})"
-            ) from None
+        array = _read_segments(source, spec, row)
         advance()
         yield array
 
@@ -493,10 +487,12 @@ def _specs(feature_dims: Mapping[str, int], feature_frames: Mapping[str, int]) -
     return specs
 
 
-def _check_folders(root: Path, specs: Sequence[_Spec]) -> None:
+def _folder_problems(root: Path, specs: Sequence[_Spec]) -> dict[str, str]:
+    """Per feature set whose folder is missing, the message saying so and what exists."""
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     features = root / FEATURES_DIRNAME
+    problems = {}
     for spec in specs:
         folder = features / spec.name
         if not folder.is_dir():
@@ -505,14 +501,19 @@ def _check_folders(root: Path, specs: Sequence[_Spec]) -> None:
             else:
                 present = sorted(path.name for path in features.iterdir() if path.is_dir())
                 found = f"feature sets in {features}: {', '.join(present) or 'none'}"
-            raise FileNotFoundError(
+            problems[spec.name] = (
                 f"feature folder not found: {folder} (feature set {spec.name!r}); {found}"
             )
+    return problems
+
+
+def _check_folders(root: Path, specs: Sequence[_Spec]) -> None:
+    for problem in _folder_problems(root, specs).values():
+        raise FileNotFoundError(problem)
 
 
 def _source(root: Path, annotations: LLPAnnotations, split: str) -> _Split:
-    weak = annotations.weak(split)
-    return _Split(root, split, weak.path, weak.filenames)
+    return _Split.of(root, split, annotations.weak(split))
 
 
 def _check_split(split: str) -> None:
@@ -589,6 +590,40 @@ def build_cache(
             )
         )
     return infos
+
+
+def missing_feature_folders(
+    root: str | Path, *, feature_dims: Mapping[str, int], feature_frames: Mapping[str, int]
+) -> dict[str, str]:
+    """Per feature set without its ``feats/<name>`` folder, the error ``load_split`` would raise."""
+    return _folder_problems(Path(root), _specs(feature_dims, feature_frames))
+
+
+def feature_file_problems(
+    root: str | Path,
+    split: str,
+    weak: WeakLabels,
+    *,
+    feature_dims: Mapping[str, int],
+    feature_frames: Mapping[str, int],
+    advance: Callable[[], object] = lambda: None,
+) -> list[str]:
+    """Every feature file of a split that ``load_split`` would reject, one message each.
+
+    The same validation and wording as loading, but it goes on past the first bad file; the
+    feature sets' folders must exist (:func:`missing_feature_folders`). ``advance`` is called
+    once a file checked.
+    """
+    source = _Split.of(Path(root), split, weak)
+    problems = []
+    for spec in _specs(feature_dims, feature_frames):
+        for row in range(len(source.filenames)):
+            try:
+                _read_segments(source, spec, row)
+            except (FileNotFoundError, FeatureError) as error:
+                problems.append(str(error))
+            advance()
+    return problems
 
 
 __all__ = [
