@@ -69,7 +69,9 @@ def _add_clip(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--annotations", type=Path, default=None, help="folder of the split CSVs (default: --data)"
     )
-    parser.add_argument("--split", default="train", choices=SPLITS)
+    parser.add_argument(
+        "--split", default="train", choices=SPLITS, help="split whose videos get labels"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--frames", type=Path, default=None, help="videos or frame folders (avvp.clip_labels)"
@@ -169,7 +171,10 @@ def _add_score(parser: argparse.ArgumentParser) -> None:
         help="val or test: the dense ground truth; train: the hidden labels of a synthetic set",
     )
     parser.add_argument(
-        "--audio-gt", default="2024", choices=[member.value for member in AudioGroundTruth]
+        "--audio-gt",
+        default="2024",
+        choices=[member.value for member in AudioGroundTruth],
+        help="audio ground truth: 2024 (fixed) or pre2024 (what published papers used)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
 
@@ -241,8 +246,19 @@ def _add_denoise(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--run", required=True, type=Path, help="a trained `vplan` run folder")
     parser.add_argument("--out", required=True, type=Path, help="refined label file (.npz)")
-    parser.add_argument("--k", type=int, default=PLD_K, help="losses averaged per threshold")
-    parser.add_argument("--alpha", type=float, default=PLD_ALPHA, help="threshold multiplier")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=PLD_K,
+        help="per video and class, the threshold is built from the mean of the k smallest "
+        "segment losses (1..10)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=PLD_ALPHA,
+        help="a label flips where its segment's loss exceeds alpha times that mean",
+    )
     parser.add_argument(
         "--labels",
         type=Path,

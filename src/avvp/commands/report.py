@@ -20,8 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", default=None, help="dataset folder (default: each run's data.root)"
     )
-    parser.add_argument("--annotations", default=None, help="folder of the AVVP_*.csv files")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--annotations",
+        default=None,
+        help="folder of the AVVP_*.csv files (default: each run's data.annotations)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
 
 
 def run(args: argparse.Namespace) -> int:
