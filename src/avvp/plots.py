@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ DPI = 110
 GT_COLOR = "#222222"
 EMPTY_COLOR = "#d9d9d9"
 PRED_COLOR = "#e8590c"
+GATED_COLOR = "#7048e8"  # segments the video-level gate suppressed, and their video probability
 PROB_CMAP = "Blues"
 # Vertical layout of one class on the timeline, in data units: GT track, prediction track, gap.
 TRACK = 1.0
@@ -36,6 +38,18 @@ CLASS_STEP = 2 * TRACK + 0.6
 def display_name(name: str) -> str:
     """A class name as people write it ('Frying (food)', not 'Frying_(food)')."""
     return name.replace("_", " ")
+
+
+def run_name(path: str | Path) -> str:
+    """How figures name a run folder: its name, with its parent's for a ``seed-S`` folder.
+
+    Never the whole path: a figure is shared or committed, and a path like
+    ``/home/me/exp/han/seed-1`` says where it was made, not what it shows.
+    """
+    path = Path(path).resolve()
+    if re.fullmatch(r"seed-(-?\d+)", path.name):
+        return f"{path.parent.name}/{path.name}"
+    return path.name
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -63,17 +77,36 @@ def save_png(figure: Figure, path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class TimelinePanel:
-    """One run's parse of one video; arrays are (2 streams audio, visual; T segments; C classes)."""
+    """One run's parse of one video; arrays are (2 streams audio, visual; T segments; C classes).
+
+    ``video_prob`` (2, C), when given, is each class's video-level probability per stream,
+    written beside its prediction track; with ``video_threshold`` (the gate's, when a gate
+    applies) a probability below it is marked as gating the class off. ``suppressed`` (2, T, C)
+    marks segments at or above the segment threshold that the gate turned off: without the mark
+    a dark segment outside every predicted event looks like a bug.
+    """
 
     title: str
     gt: np.ndarray  # bool ground truth
     prob: np.ndarray  # segment probabilities in [0, 1]
     pred: np.ndarray  # bool binarized prediction
+    video_prob: np.ndarray | None = None
+    video_threshold: float | None = None
+    suppressed: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        shapes = {name: np.shape(getattr(self, name)) for name in ("gt", "prob", "pred")}
+        names = ["gt", "prob", "pred"] + (["suppressed"] if self.suppressed is not None else [])
+        shapes = {name: np.shape(getattr(self, name)) for name in names}
         if len(set(shapes.values())) != 1 or len(shapes["gt"]) != 3 or shapes["gt"][0] != 2:
-            raise ValueError(f"panel {self.title!r}: gt, prob, pred must be (2, T, C), {shapes}")
+            raise ValueError(
+                f"panel {self.title!r}: {', '.join(names)} must be (2, T, C), {shapes}"
+            )
+        expected = (2, shapes["gt"][2])
+        if self.video_prob is not None and np.shape(self.video_prob) != expected:
+            raise ValueError(
+                f"panel {self.title!r}: video_prob must be (2, C) = {expected}, found "
+                f"{np.shape(self.video_prob)}"
+            )
 
 
 def timeline_classes(panels: Sequence[TimelinePanel]) -> list[int]:
@@ -124,7 +157,8 @@ def timeline_figure(
         for stream, ax in enumerate(axes):
             mappable = _draw_tracks(ax, panel, stream, shown, norm)
             _style_timeline_axes(ax, stream, shown, class_names, segments)
-    _timeline_legend(subfigures[-1], mappable, threshold)
+    gates = {panel.video_threshold for panel in panels if panel.video_prob is not None}
+    _timeline_legend(subfigures[-1], mappable, threshold, gates)
     if title:
         figure.suptitle(title, fontsize=12)
     return figure
@@ -153,6 +187,11 @@ def _draw_tracks(ax, panel: TimelinePanel, stream: int, shown: list[int], norm: 
                     zorder=3,
                 )
             )
+        if panel.suppressed is not None:
+            for onset, offset in _events(panel.suppressed[stream, :, klass]):
+                ax.add_patch(_gated_patch((onset, top + TRACK), offset - onset))
+        if panel.video_prob is not None:
+            _video_prob_label(ax, panel, stream, klass, top + TRACK + BAR / 2)
     ax.add_collection(
         PatchCollection(gt_boxes, facecolors=gt_colors, edgecolors="white", linewidths=0.8)
     )
@@ -162,6 +201,39 @@ def _draw_tracks(ax, panel: TimelinePanel, stream: int, shown: list[int], norm: 
     shading.set_array(np.asarray(probs, dtype=float))
     ax.add_collection(shading)
     return shading
+
+
+def _gated_patch(corner: tuple[float, float], width: float) -> Rectangle:
+    """Hatching over segments above the threshold that the video-level gate turned off."""
+    return Rectangle(
+        corner,
+        width,
+        BAR,
+        fill=False,
+        hatch="///",
+        edgecolor=GATED_COLOR,
+        linestyle="--",
+        linewidth=1.4,
+        zorder=3,
+    )
+
+
+def _video_prob_label(ax, panel: TimelinePanel, stream: int, klass: int, y: float) -> None:
+    """The class's video-level probability right of its prediction track, coloured when the
+    gate turns the class off in this stream."""
+    value = float(panel.video_prob[stream, klass])
+    gated = panel.video_threshold is not None and value < panel.video_threshold
+    ax.text(
+        1.01,
+        y,
+        f"{value:.2f}",
+        transform=ax.get_yaxis_transform(),
+        va="center",
+        ha="left",
+        fontsize=8,
+        color=GATED_COLOR if gated else "#333333",
+        fontweight="bold" if gated else "normal",
+    )
 
 
 def _events(track: np.ndarray) -> list[tuple[int, int]]:
@@ -200,20 +272,45 @@ def _style_timeline_axes(
         ax.text(segments / 2, 0.5, "no event in the ground truth or the prediction", ha="center")
 
 
-def _timeline_legend(subfigure, mappable, threshold: float | None) -> None:
+def _timeline_legend(
+    subfigure, mappable, threshold: float | None, gates: Collection[float | None]
+) -> None:
     legend_ax, colorbar_ax = subfigure.subplots(1, 2, width_ratios=[1.2, 1])
     legend_ax.axis("off")
-    legend_ax.legend(
-        handles=[
-            Patch(facecolor=GT_COLOR, label="GT: event on (ground truth)"),
-            Patch(facecolor=EMPTY_COLOR, label="GT: event off"),
+    handles = [
+        Patch(facecolor=GT_COLOR, label="GT: event on (ground truth)"),
+        Patch(facecolor=EMPTY_COLOR, label="GT: event off"),
+        Patch(
+            facecolor="white",
+            edgecolor=PRED_COLOR,
+            linewidth=2.2,
+            label="pred: predicted event (after the threshold and gate in the title)",
+        ),
+    ]
+    gate_values = sorted(gate for gate in gates if gate is not None)
+    if gate_values:
+        below = " / ".join(f"{gate:g}" for gate in gate_values)
+        handles.append(
             Patch(
                 facecolor="white",
-                edgecolor=PRED_COLOR,
-                linewidth=2.2,
-                label="pred: predicted event (after the threshold and gate in the title)",
-            ),
-        ],
+                edgecolor=GATED_COLOR,
+                hatch="///",
+                linestyle="--",
+                label="pred: above the threshold, but the gate is off "
+                f"(video probability < {below})",
+            )
+        )
+    if gates:
+        handles.append(
+            Patch(
+                facecolor="white",
+                edgecolor="white",
+                label="number right of a pred track: the class's video-level probability "
+                + ("(bold, purple: it gates the class off)" if gate_values else "(no gate)"),
+            )
+        )
+    legend_ax.legend(
+        handles=handles,
         loc="center left",
         frameon=False,
         fontsize=9,
