@@ -200,3 +200,33 @@ def test_predict_out_in_a_read_only_folder_is_an_error(tmp_path, capsys):
     locked.mkdir(mode=0o555)
     assert main(["predict", "--run", str(tmp_path), "--out", str(locked / "pred")]) == 2
     assert f"cannot write in {locked}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "message"),
+    [
+        (["report", "RUN", "--out", "{mine}"], "--out", "is a file; give a folder"),
+        (
+            ["pseudo-labels", "clip", "--data", "D", "--simulated", "--out", "{mine}"],
+            "--out",
+            "exists and is not a .npz file; not overwriting it",
+        ),
+        (
+            ["pseudo-labels", "denoise", "--run", "RUN", "--out", "{mine}"],
+            "--out",
+            "exists and is not a .npz file; not overwriting it",
+        ),
+        (
+            ["pseudo-labels", "score", "L.npz", "--data", "D", "--json", "{mine}"],
+            "--json",
+            "exists and is not a .json file; not overwriting it",
+        ),
+    ],
+)
+def test_outputs_never_replace_a_users_file(tmp_path, capsys, argv, flag, message):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("my notes")
+    # Nothing else named exists: the output check comes before any other work.
+    assert main([arg.format(mine=mine) for arg in argv]) == 2
+    assert capsys.readouterr().err.startswith(f"avvp {argv[0]}: error: {flag} {mine} ")
+    assert mine.read_text() == "my notes"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avvp.clip_labels import DEFAULT_PROMPT
+from avvp.commands.common import check_output_file
 from avvp.data.annotations import EVAL_SPLITS, SPLIT_FILES, SPLITS, LLPAnnotations
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ def _add_clip(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_clip(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", ".npz")
+
     import numpy as np
 
     from avvp.pseudo_labels import plg_labels, save_pseudo_labels
@@ -184,6 +187,9 @@ def _add_score(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        check_output_file(args.json, "--json", ".json")
+
     import warnings
 
     from avvp.data.annotations import AnnotationWarning
@@ -321,6 +327,8 @@ def _add_denoise(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", ".npz")
+
     from avvp.methods.vplan import denoise_run, denoising_statistics
 
     where = {"split": args.split, "labels": args.labels}
