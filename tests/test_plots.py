@@ -150,11 +150,15 @@ def test_threshold_and_gate_flags_and_overrides_reach_the_figure(
     out = str(tmp_path / "x.png")
     assert main([*base, "--out", out, "--threshold", "0.25", "--gate", "none"]) == 0
     assert main([*base, "--out", out, "eval.threshold=0.35", "--gate", "modality"]) == 0
+    compare = ["--compare", str(seeds_run / "seed-2"), "eval.threshold=0.45"]
+    assert main([*base, "--out", out, *compare]) == 0
     titles = [figure.subfigs[0].get_suptitle() for figure in captured]
     assert titles == [
         "han: han/seed-1 (threshold 0.25, gate none)",
         "han: han/seed-1 (threshold 0.35, gate modality)",
+        "han: han/seed-1 (threshold 0.45, gate global)",
     ]
+    assert captured[-1].subfigs[1].get_suptitle() == "han: han/seed-2 (threshold 0.45, gate global)"
 
 
 def video_prob_labels(figure, panel: int = 0, stream: int = 0) -> list[tuple[str, str]]:

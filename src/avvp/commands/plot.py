@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=Path,
         metavar="RUN",
-        help="more run folders whose parses of the video are drawn below the first",
+        help="more run folders whose parses of the video are drawn below the first (key=value "
+        "after them is still a config override)",
     )
     parser.add_argument(
         "--threshold",
