@@ -201,7 +201,8 @@ PPL_TEST = Experiment(
     group=PPL_TEST_GROUP,
     published=((62.5, 55.3, 52.3, 56.0, 58.3), (55.4, 51.1, 46.9, 50.9, 50.6)),
 )
-# PPL_Test variants: the experiment's overrides reach `avvp evaluate --set`; metrics file per run.
+# PPL_Test variants: the experiment's key=value overrides reach `avvp evaluate`; one metrics file
+# per run.
 PPL_TEST_FILES = {
     PPL_TEST: "ppl_test_metrics.json",
     Experiment(
@@ -399,7 +400,7 @@ def ppl_test_one(args: argparse.Namespace, seed: int, variant: Experiment) -> Pa
         command = avvp(
             "evaluate", "--run", str(run_dir), "--inference", "prototype", "--json", str(out)
         )
-        command += [flag for override in variant.overrides for flag in ("--set", override)]
+        command += list(variant.overrides)
         log = run_dir.parent / f"seed-{seed}-{variant.folder}.log"
         run_logged(command, log, f"{variant.name} seed {seed}")
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
 import sys
 import types
 import warnings
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from naive_eval import (
     EXCLUSIVE_EPSILON,
     extract_events,
@@ -34,6 +37,12 @@ from avvp.evaluation import (
     read_predictions,
     runs,
     write_predictions,
+)
+from avvp.evaluation.checks import (
+    EvaluationWarning,
+    empty_streams,
+    predicted_fraction,
+    videos_without_rows,
 )
 
 LLP = Path(__file__).resolve().parents[1].parent / "shared" / "llp"
@@ -591,3 +600,111 @@ def test_cli_run_mode_hands_over_to_the_training_package(monkeypatch):
         None,
         None,
     )
+
+
+# --- warnings before the numbers ---------------------------------------------------------------
+
+
+def test_empty_streams_flags_streams_below_the_fraction():
+    pred = np.zeros((10, 10, NUM_CLASSES), dtype=bool)
+    assert empty_streams(pred, pred) == {"audio": 0.0, "visual": 0.0}
+    pred[0, 0, 3] = True  # 1 segment of 100 has an event: exactly 1%, not below it
+    pred[0, 0, 4] = True  # a second class in the same segment counts once
+    assert predicted_fraction(pred) == 0.01
+    assert empty_streams(pred, np.ones_like(pred)) == {}
+    assert empty_streams(np.ones_like(pred), pred[:, :, :3]) == {"visual": 0.0}
+    assert videos_without_rows(pred) == 9
+
+
+def test_file_mode_warns_about_videos_without_prediction_rows(tiny_dataset, capsys):
+    tmp_path, _, pred = tiny_dataset
+    partial = pred["audio"].copy()
+    partial[1:] = False  # rows for the first of the four test videos only
+    partial[0, 0, 0] = True
+    write_predictions(tmp_path / "audio.tsv", TEST_VIDEOS, partial)
+    full = np.ones_like(pred["visual"])
+    write_predictions(tmp_path / "visual.tsv", TEST_VIDEOS, full)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert main(cli_args(tmp_path, "--data", str(tmp_path / "llp"))) == 0
+    assert [str(warning.message) for warning in record] == [
+        f"3 of 4 test videos have no prediction row in {tmp_path / 'audio.tsv'}; they count as "
+        "predicting nothing"
+    ]
+    assert record[0].category is EvaluationWarning
+    assert "Audio" in capsys.readouterr().out  # the numbers are still printed
+
+
+def test_file_mode_warns_about_an_empty_prediction(tiny_dataset):
+    tmp_path, _, pred = tiny_dataset
+    write_predictions(tmp_path / "audio.tsv", TEST_VIDEOS, np.zeros_like(pred["audio"]))
+    with pytest.warns(EvaluationWarning) as record:
+        assert main(cli_args(tmp_path, "--data", str(tmp_path / "llp"))) == 0
+    messages = [str(warning.message) for warning in record]
+    assert any(
+        message.startswith("the prediction on test is (nearly) empty: an event in 0.0% of audio")
+        for message in messages
+    ), messages
+
+
+def test_warnings_reach_the_terminal_as_one_line_each(tiny_dataset):
+    tmp_path, _, pred = tiny_dataset
+    write_predictions(tmp_path / "audio.tsv", TEST_VIDEOS, np.zeros_like(pred["audio"]))
+    write_predictions(tmp_path / "visual.tsv", TEST_VIDEOS, np.ones_like(pred["visual"]))
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, "-m", "avvp", *cli_args(tmp_path, "--data", str(tmp_path / "llp"))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(src)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"avvp evaluate: warning: 4 of 4 test videos have no prediction row in "
+        f"{tmp_path / 'audio.tsv'}; they count as predicting nothing",
+        "avvp evaluate: warning: the prediction on test is (nearly) empty: an event in 0.0% of "
+        "audio segments (warned below 1%), so its numbers score predicting (almost) nothing; "
+        "check the run's training and eval.threshold / eval.gate",
+    ]
+
+
+def test_run_mode_warns_about_an_empty_prediction_and_epochs_stay_quiet(seeds_run):
+    from avvp.training.data import load_splits
+    from avvp.training.evaluate_run import load_run
+    from avvp.training.inference import score_split
+
+    run = str(seeds_run / "seed-1")
+    # No probability reaches 1.0: the positional override empties the parse.
+    with pytest.warns(EvaluationWarning, match=r"prediction on val is \(nearly\) empty"):
+        assert main(["evaluate", "--run", run, "eval.threshold=1.0", "--split", "val"]) == 0
+    config, model, method = load_run(run, "cpu", ["eval.threshold=1.0"])
+    data = load_splits(config, ("val",), progress=False)["val"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = score_split(model, method, data, config, torch.device("cpu"))
+    with pytest.warns(EvaluationWarning):
+        loud = score_split(model, method, data, config, torch.device("cpu"), warn_empty=True)
+    assert quiet == loud
+
+
+# --- where --json writes -----------------------------------------------------------------------
+
+
+def test_json_naming_a_folder_or_someone_elses_file_is_an_error_before_scoring(tmp_path, capsys):
+    mine = tmp_path / "pred_audio.tsv"
+    mine.write_text("filename\tonset\toffset\tevent_labels\n")
+    # The prediction files do not exist: the --json check comes first.
+    base = cli_args(tmp_path / "missing", "--data", str(tmp_path))
+    assert main([*base, "--json", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"avvp evaluate: error: --json {tmp_path} is a folder; give a file, e.g. "
+        f"{tmp_path}/out.json\n"
+    )
+    assert main([*base, "--json", str(mine)]) == 2
+    assert "exists and is not a .json file; not overwriting it" in capsys.readouterr().err
+    assert mine.read_text() == "filename\tonset\toffset\tevent_labels\n"
+    assert main([*base, "--json", str(mine / "metrics.json")]) == 2
+    assert f"{mine} is a file, not a folder" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path / "nope"), "--json", str(tmp_path)]) == 2
+    assert "is a folder; give a file" in capsys.readouterr().err

@@ -105,7 +105,8 @@ def test_compare_stacks_one_panel_per_run(dataset, seeds_run, tmp_path, captured
     assert main([*base, "--out", str(compared), "--compare", str(seeds_run / "seed-2")]) == 0
     figure = captured[-1]
     titles = [subfigure.get_suptitle().split(" (")[0] for subfigure in figure.subfigs]
-    assert titles == [f"han: {seeds_run / 'seed-1'}", f"han: {seeds_run / 'seed-2'}", ""]
+    # The run folder's name, not where it lies on this machine.
+    assert titles == ["han: han/seed-1", "han: han/seed-2", ""]
     assert class_rows(figure, 0) == class_rows(figure, 1)
     height = int.from_bytes(compared.read_bytes()[20:24], "big")  # IHDR height
     assert height > int.from_bytes(single.read_bytes()[20:24], "big")
@@ -121,3 +122,77 @@ def test_unknown_video_and_seed_folder_are_clean_errors(dataset, seeds_run, tmp_
     assert main(["plot", "--run", str(seeds_run), "--video", "x", "--out", str(out)]) == 2
     assert "one run per seed" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_out_naming_a_folder_writes_video_png_there(dataset, seeds_run, tmp_path, capsys):
+    video = LLPAnnotations(dataset).weak("test").filenames[0]
+    base = ["plot", "--run", str(seeds_run / "seed-1"), "--video", video[:11]]
+    existing = tmp_path / "figures"
+    existing.mkdir()
+    assert main([*base, "--out", str(existing)]) == 0
+    assert (existing / f"{video}.png").read_bytes().startswith(PNG_SIGNATURE)
+    new = tmp_path / "new"
+    assert main([*base, "--out", f"{new}/"]) == 0
+    assert (new / f"{video}.png").read_bytes().startswith(PNG_SIGNATURE)
+    capsys.readouterr()
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    assert main([*base, "--out", str(mine)]) == 2
+    assert "is not a .png file; not overwriting it" in capsys.readouterr().err
+    assert mine.read_text() == "mine"
+
+
+def test_threshold_and_gate_flags_and_overrides_reach_the_figure(
+    dataset, seeds_run, tmp_path, captured
+):
+    video = LLPAnnotations(dataset).weak("test").filenames[0]
+    base = ["plot", "--run", str(seeds_run / "seed-1"), "--video", video]
+    out = str(tmp_path / "x.png")
+    assert main([*base, "--out", out, "--threshold", "0.25", "--gate", "none"]) == 0
+    assert main([*base, "--out", out, "eval.threshold=0.35", "--gate", "modality"]) == 0
+    compare = ["--compare", str(seeds_run / "seed-2"), "eval.threshold=0.45"]
+    assert main([*base, "--out", out, *compare]) == 0
+    titles = [figure.subfigs[0].get_suptitle() for figure in captured]
+    assert titles == [
+        "han: han/seed-1 (threshold 0.25, gate none)",
+        "han: han/seed-1 (threshold 0.35, gate modality)",
+        "han: han/seed-1 (threshold 0.45, gate global)",
+    ]
+    assert captured[-1].subfigs[1].get_suptitle() == "han: han/seed-2 (threshold 0.45, gate global)"
+
+
+def video_prob_labels(figure, panel: int = 0, stream: int = 0) -> list[tuple[str, str]]:
+    """(text, colour) of the video-level probabilities right of a panel's prediction tracks."""
+    ax = figure.subfigs[panel].axes[stream]
+    return [(text.get_text(), text.get_color()) for text in ax.texts]
+
+
+def test_timeline_shows_video_probabilities_and_marks_what_the_gate_suppressed():
+    dog, cat = CLASS_INDEX["Dog"], CLASS_INDEX["Cat"]
+    gt = empty()
+    gt[:, 2:6, dog] = True
+    prob = np.full(gt.shape, 0.1)
+    prob[:, 2:6, dog] = 0.9
+    prob[:, 0:3, cat] = 0.8  # above the threshold, but the cat's video probability gates it off
+    pred = (prob >= 0.5) & (np.arange(len(CLASSES)) == dog)
+    video_prob = np.full((2, len(CLASSES)), 0.05)
+    video_prob[:, dog], video_prob[:, cat] = 0.95, 0.3
+    suppressed = (prob >= 0.5) & ~pred
+    panel = TimelinePanel("run", gt, prob, pred, video_prob, 0.5, suppressed)
+    figure = timeline_figure([panel], CLASSES, threshold=0.5)
+    # Only classes in the GT or predicted get a row: the dog; the cat row appears when predicted.
+    assert class_rows(figure) == ["Dog"]
+    assert video_prob_labels(figure) == [("0.95", "#333333")]
+    pred[0, 0, cat] = True
+    figure = timeline_figure(
+        [TimelinePanel("run", gt, prob, pred, video_prob, 0.5, suppressed)], CLASSES
+    )
+    assert class_rows(figure) == ["Dog", "Cat"]
+    assert video_prob_labels(figure) == [("0.95", "#333333"), ("0.30", avvp.plots.GATED_COLOR)]
+    hatched = [p for p in figure.subfigs[0].axes[1].patches if p.get_hatch() == "///"]
+    assert [(p.get_x(), p.get_width()) for p in hatched] == [(0, 3)]  # visual: segments 0..3
+    legend = figure.subfigs[-1].axes[0].get_legend()
+    texts = [text.get_text() for text in legend.get_texts()]
+    assert any("the gate is off (video probability < 0.5)" in text for text in texts)
+    with pytest.raises(ValueError, match="video_prob must be"):
+        TimelinePanel("bad", gt, prob, pred, video_prob[:1], 0.5)

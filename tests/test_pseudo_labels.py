@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -374,10 +375,35 @@ def test_commands_end_to_end(dataset, tmp_path, capsys):
     score_train = ["pseudo-labels", "score", str(train_out), "--data", str(dataset)]
     assert main([*score_train, "--split", "train"]) == 0  # against the hidden labels
     capsys.readouterr()
-    assert main(score_train) == 2  # --split val by default: not the videos of the file
-    assert f"{train_out}: no labels for {len(weak)} of the {len(weak)} videos" in (
-        capsys.readouterr().err
+    assert main(score_train) == 0  # the split the file holds by default
+    assert f"{train_out} on train (" in capsys.readouterr().out
+    assert main([*score_train, "--split", "val"]) == 2  # not the videos of the file
+    assert capsys.readouterr().err == (
+        f"avvp pseudo-labels: error: {train_out} has no labels for {len(weak)} of the "
+        f"{len(weak)} val videos; pass --split train (the split the file holds), or make labels "
+        "of val with `avvp pseudo-labels clip --split val`\n"
     )
+
+
+def readme_commands(marker: str) -> list[str]:
+    """The README's command lines that mention ``marker``, without their comments."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    lines = [line.split("#")[0].strip() for line in readme.splitlines()]
+    return [line for line in lines if line.startswith("avvp ") and marker in line]
+
+
+def test_the_readme_pseudo_label_sequence_runs_as_written(dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the commands write their files where they are run
+    commands = readme_commands("SYNTH_DIR")
+    assert [shlex.split(line)[1:3] for line in commands] == [
+        ["pseudo-labels", "simulate-clip"],
+        ["pseudo-labels", "clip"],
+        ["pseudo-labels", "score"],
+    ]
+    for line in commands:
+        argv = [str(dataset) if word == "SYNTH_DIR" else word for word in shlex.split(line)[1:]]
+        assert main(argv) == 0, capsys.readouterr().err
+    assert "PLG-val.npz on val (" in capsys.readouterr().out
 
 
 def test_simulate_clip_on_a_dataset_made_before_it(tmp_path):

@@ -126,8 +126,8 @@ def test_tau_and_pseudo_columns_get_their_own_curves(seeds_run, tmp_path, monkey
     assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
     (_, training), (histories, diagnostics) = drawn
     assert diagnostics == {
-        "tau.mean": ["tau.mean"],
-        "pseudo.audio_precision": ["pseudo.audio_precision"],
+        "tau: mean over positive (video, class)": ["tau.mean"],
+        "pseudo.audio precision": ["pseudo.audio_precision"],  # not a known column: its name
     }
     assert not any(
         column.startswith(("tau.", "pseudo.")) for g in training.values() for column in g
@@ -149,3 +149,58 @@ def test_figure_titles_name_the_run_folder_when_it_is_not_the_method(seeds_run, 
     variant = tmp_path / "han-no-smoothing"
     variant.symlink_to(seeds_run, target_is_directory=True)
     assert load_experiment(variant).short_title == "han (han-no-smoothing)"
+
+
+def test_report_titles_name_run_folders_not_machine_paths(report, seeds_run):
+    markdown = (report / "report.md").read_text(encoding="utf-8")
+    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings == ["## Comparison", "## han: han", "## han: han/seed-1"]
+    page = (report / "index.html").read_text(encoding="utf-8")
+    assert f"han: {seeds_run}" not in page and f"han: {seeds_run}" not in markdown
+
+
+def test_diagnostics_are_readable_and_skip_panels_without_values(seeds_run, tmp_path, monkeypatch):
+    run = tmp_path / "ppl-like"
+    shutil.copytree(seeds_run, run)
+    for seed in ("seed-1", "seed-2"):
+        add_columns(
+            run / seed,
+            {
+                "pseudo.precision": ["", "0.623"] if seed == "seed-1" else ["", "0.625"],
+                "pseudo.positives": ["92", "95"],
+                "pseudo.classes_without_negatives": ["0", "0"],  # all zero: not drawn
+                "tau.exact": ["", ""],  # blank throughout: not drawn
+            },
+        )
+    figures = []
+
+    def spy(*args, **kwargs):
+        figures.append(curves(*args, **kwargs))
+        return figures[-1]
+
+    curves = avvp.report.curves_figure
+    monkeypatch.setattr(avvp.report, "curves_figure", spy)
+    out = tmp_path / "out"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    training, diagnostics = figures
+    axes = {ax.get_title(): ax for ax in diagnostics.axes if ax.get_title()}
+    assert set(axes) == {"pseudo-label precision (hidden labels)", "features selected as positives"}
+    precision = axes["pseudo-label precision (hidden labels)"]
+    assert precision.get_ylabel() == "precision (0-1)"
+    low, high = precision.get_ylim()
+    assert high - low == pytest.approx(0.1)  # 0.623 against 0.625 is no cliff
+    positives = axes["features selected as positives"]
+    assert all(float(tick).is_integer() for tick in positives.get_yticks())
+    # One epoch axis for all panels, though precision starts at epoch 2.
+    assert precision.get_xlim() == positives.get_xlim()
+    assert all(float(tick).is_integer() for tick in precision.get_xticks())
+    # Seeds: one colour and marker each, named by their folders in a legend.
+    colours = {line.get_color() for line in precision.lines if line.get_linestyle() == "-"}
+    assert len(colours) == 2
+    for figure in (training, diagnostics):
+        (legend,) = figure.legends
+        assert [text.get_text() for text in legend.get_texts()] == ["seed-1", "seed-2"]
+    markers = {line.get_marker() for line in training.axes[0].lines if line.get_marker() != "None"}
+    assert len(markers) == 2
+    markdown = (out / "report.md").read_text()
+    assert "not drawn: classes without negative features, tau = true count" in markdown

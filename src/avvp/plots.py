@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
@@ -26,7 +29,11 @@ DPI = 110
 GT_COLOR = "#222222"
 EMPTY_COLOR = "#d9d9d9"
 PRED_COLOR = "#e8590c"
+GATED_COLOR = "#7048e8"  # segments the video-level gate suppressed, and their video probability
 PROB_CMAP = "Blues"
+# Training curves: one marker per seed; the smallest y range, as a fraction of the largest value.
+SEED_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+MIN_RELATIVE_SPAN = 0.1
 # Vertical layout of one class on the timeline, in data units: GT track, prediction track, gap.
 TRACK = 1.0
 BAR = 0.8
@@ -36,6 +43,19 @@ CLASS_STEP = 2 * TRACK + 0.6
 def display_name(name: str) -> str:
     """A class name as people write it ('Frying (food)', not 'Frying_(food)')."""
     return name.replace("_", " ")
+
+
+def run_name(path: str | Path) -> str:
+    """How figures name a run folder: its name, with its parent's for a ``seed-S`` folder.
+
+    Never the whole path: a figure is shared or committed, and a path like
+    ``/home/me/exp/han/seed-1`` says where it was made, not what it shows.
+    """
+    # abspath, not resolve: '.' and '..' get their names, a symlink keeps its own.
+    path = Path(os.path.abspath(path))
+    if re.fullmatch(r"seed-(-?\d+)", path.name):
+        return f"{path.parent.name}/{path.name}"
+    return path.name
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -63,17 +83,36 @@ def save_png(figure: Figure, path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class TimelinePanel:
-    """One run's parse of one video; arrays are (2 streams audio, visual; T segments; C classes)."""
+    """One run's parse of one video; arrays are (2 streams audio, visual; T segments; C classes).
+
+    ``video_prob`` (2, C), when given, is each class's video-level probability per stream,
+    written beside its prediction track; with ``video_threshold`` (the gate's, when a gate
+    applies) a probability below it is marked as gating the class off. ``suppressed`` (2, T, C)
+    marks segments at or above the segment threshold that the gate turned off: without the mark
+    a dark segment outside every predicted event looks like a bug.
+    """
 
     title: str
     gt: np.ndarray  # bool ground truth
     prob: np.ndarray  # segment probabilities in [0, 1]
     pred: np.ndarray  # bool binarized prediction
+    video_prob: np.ndarray | None = None
+    video_threshold: float | None = None
+    suppressed: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        shapes = {name: np.shape(getattr(self, name)) for name in ("gt", "prob", "pred")}
+        names = ["gt", "prob", "pred"] + (["suppressed"] if self.suppressed is not None else [])
+        shapes = {name: np.shape(getattr(self, name)) for name in names}
         if len(set(shapes.values())) != 1 or len(shapes["gt"]) != 3 or shapes["gt"][0] != 2:
-            raise ValueError(f"panel {self.title!r}: gt, prob, pred must be (2, T, C), {shapes}")
+            raise ValueError(
+                f"panel {self.title!r}: {', '.join(names)} must be (2, T, C), {shapes}"
+            )
+        expected = (2, shapes["gt"][2])
+        if self.video_prob is not None and np.shape(self.video_prob) != expected:
+            raise ValueError(
+                f"panel {self.title!r}: video_prob must be (2, C) = {expected}, found "
+                f"{np.shape(self.video_prob)}"
+            )
 
 
 def timeline_classes(panels: Sequence[TimelinePanel]) -> list[int]:
@@ -124,7 +163,8 @@ def timeline_figure(
         for stream, ax in enumerate(axes):
             mappable = _draw_tracks(ax, panel, stream, shown, norm)
             _style_timeline_axes(ax, stream, shown, class_names, segments)
-    _timeline_legend(subfigures[-1], mappable, threshold)
+    gates = {panel.video_threshold for panel in panels if panel.video_prob is not None}
+    _timeline_legend(subfigures[-1], mappable, threshold, gates)
     if title:
         figure.suptitle(title, fontsize=12)
     return figure
@@ -153,6 +193,11 @@ def _draw_tracks(ax, panel: TimelinePanel, stream: int, shown: list[int], norm: 
                     zorder=3,
                 )
             )
+        if panel.suppressed is not None:
+            for onset, offset in _events(panel.suppressed[stream, :, klass]):
+                ax.add_patch(_gated_patch((onset, top + TRACK), offset - onset))
+        if panel.video_prob is not None:
+            _video_prob_label(ax, panel, stream, klass, top + TRACK + BAR / 2)
     ax.add_collection(
         PatchCollection(gt_boxes, facecolors=gt_colors, edgecolors="white", linewidths=0.8)
     )
@@ -162,6 +207,39 @@ def _draw_tracks(ax, panel: TimelinePanel, stream: int, shown: list[int], norm: 
     shading.set_array(np.asarray(probs, dtype=float))
     ax.add_collection(shading)
     return shading
+
+
+def _gated_patch(corner: tuple[float, float], width: float) -> Rectangle:
+    """Hatching over segments above the threshold that the video-level gate turned off."""
+    return Rectangle(
+        corner,
+        width,
+        BAR,
+        fill=False,
+        hatch="///",
+        edgecolor=GATED_COLOR,
+        linestyle="--",
+        linewidth=1.4,
+        zorder=3,
+    )
+
+
+def _video_prob_label(ax, panel: TimelinePanel, stream: int, klass: int, y: float) -> None:
+    """The class's video-level probability right of its prediction track, coloured when the
+    gate turns the class off in this stream."""
+    value = float(panel.video_prob[stream, klass])
+    gated = panel.video_threshold is not None and value < panel.video_threshold
+    ax.text(
+        1.01,
+        y,
+        f"{value:.2f}",
+        transform=ax.get_yaxis_transform(),
+        va="center",
+        ha="left",
+        fontsize=8,
+        color=GATED_COLOR if gated else "#333333",
+        fontweight="bold" if gated else "normal",
+    )
 
 
 def _events(track: np.ndarray) -> list[tuple[int, int]]:
@@ -200,20 +278,45 @@ def _style_timeline_axes(
         ax.text(segments / 2, 0.5, "no event in the ground truth or the prediction", ha="center")
 
 
-def _timeline_legend(subfigure, mappable, threshold: float | None) -> None:
+def _timeline_legend(
+    subfigure, mappable, threshold: float | None, gates: Collection[float | None]
+) -> None:
     legend_ax, colorbar_ax = subfigure.subplots(1, 2, width_ratios=[1.2, 1])
     legend_ax.axis("off")
-    legend_ax.legend(
-        handles=[
-            Patch(facecolor=GT_COLOR, label="GT: event on (ground truth)"),
-            Patch(facecolor=EMPTY_COLOR, label="GT: event off"),
+    handles = [
+        Patch(facecolor=GT_COLOR, label="GT: event on (ground truth)"),
+        Patch(facecolor=EMPTY_COLOR, label="GT: event off"),
+        Patch(
+            facecolor="white",
+            edgecolor=PRED_COLOR,
+            linewidth=2.2,
+            label="pred: predicted event (after the threshold and gate in the title)",
+        ),
+    ]
+    gate_values = sorted(gate for gate in gates if gate is not None)
+    if gate_values:
+        below = " / ".join(f"{gate:g}" for gate in gate_values)
+        handles.append(
             Patch(
                 facecolor="white",
-                edgecolor=PRED_COLOR,
-                linewidth=2.2,
-                label="pred: predicted event (after the threshold and gate in the title)",
-            ),
-        ],
+                edgecolor=GATED_COLOR,
+                hatch="///",
+                linestyle="--",
+                label="pred: above the threshold, but the gate is off "
+                f"(video probability < {below})",
+            )
+        )
+    if gates:
+        handles.append(
+            Patch(
+                facecolor="white",
+                edgecolor="white",
+                label="number right of a pred track: the class's video-level probability "
+                + ("(bold, purple: it gates the class off)" if gate_values else "(no gate)"),
+            )
+        )
+    legend_ax.legend(
+        handles=handles,
         loc="center left",
         frameon=False,
         fontsize=9,
@@ -303,27 +406,42 @@ def curves_figure(
     best_epochs: Sequence[int | None] = (),
     title: str = "",
     columns_per_row: int = 3,
+    seed_names: Sequence[str] = (),
+    integer: Collection[str] = (),
+    min_spans: Mapping[str, float] | None = None,
 ) -> Figure:
     """Per-epoch curves, one subplot per group of columns, one line per column and seed.
 
     ``histories`` are per-seed ``column -> (epochs,)`` arrays with an ``epoch`` column; ``groups``
     maps a subplot title to the columns it draws (a column missing from a history is skipped);
-    ``labels`` names columns in legends (default: the last dotted part, 'total' for
-    'loss.total'); ``dashed`` columns are drawn dashed, so that a total equal to its only
-    component does not hide it. A column keeps one colour across seeds, so the legend names
-    columns and the spread of same-coloured lines is the seed variation. ``best_epochs`` (one per
-    seed) are drawn as dotted vertical lines: where the evaluated checkpoint came from.
+    ``ylabels`` gives a subplot's y-axis label (with its unit); ``labels`` names columns in
+    legends (default: the last dotted part, 'total' for 'loss.total'); ``dashed`` columns are
+    drawn dashed, so that a total equal to its only component does not hide it. ``best_epochs``
+    (one per seed) are drawn as dotted vertical lines: where the evaluated checkpoint came from.
+
+    Seeds (named by ``seed_names``) differ by marker, and by colour too where every subplot
+    draws one column; a legend above the subplots says which is which. All subplots share one
+    epoch axis, so a column that starts later (logged after a warm-up) lines up with the others.
+    Subplots in ``integer`` get integer y ticks (counts, epochs). A subplot's y range is at
+    least ``min_spans[name]`` and :data:`MIN_RELATIVE_SPAN` of its largest magnitude: autoscaling
+    would stretch a change in the third digit across the whole height.
     """
     if not groups:
         raise ValueError("no curves to draw")
     ylabels = ylabels or {}
     labels = labels or {}
+    min_spans = min_spans or {}
+    several = len(histories) > 1
+    colour_by_seed = several and all(len(columns) == 1 for columns in groups.values())
+    names = list(seed_names) or [f"seed {index + 1}" for index in range(len(histories))]
     grid_rows = math.ceil(len(groups) / columns_per_row)
     # As many subplots in every row as the rows allow, instead of a full top row and a stub.
     cols = math.ceil(len(groups) / grid_rows)
     legend_rows = max(math.ceil(len(columns) / 3) for columns in groups.values())
-    figure = new_figure(4.3 * cols, (3.0 + 0.18 * legend_rows) * grid_rows + 0.4)
+    legend_rows = legend_rows if any(len(columns) > 1 for columns in groups.values()) else 0
+    figure = new_figure(4.3 * cols, (3.0 + 0.18 * legend_rows) * grid_rows + 0.6)
     axes = figure.subplots(grid_rows, cols, squeeze=False).ravel()
+    epochs = np.concatenate([np.asarray(history["epoch"], dtype=float) for history in histories])
     for ax, (name, columns) in zip(axes, groups.items(), strict=False):
         for index, column in enumerate(columns):
             for seed, history in enumerate(histories):
@@ -332,21 +450,23 @@ def curves_figure(
                 ax.plot(
                     history["epoch"],
                     history[column],
-                    color=f"C{index % 10}",
-                    marker="o",
-                    markersize=3,
+                    **_seed_style(seed, several, colour_by_seed, index),
                     linewidth=1.3,
                     linestyle="--" if column in dashed else "-",
-                    alpha=0.85 if len(histories) > 1 else 1.0,
                     label=labels.get(column, column.rsplit(".", 1)[-1]) if seed == 0 else None,
                 )
+        _floor_y_range(ax, min_spans.get(name, 0.0))  # from the curves alone, before the marks
         for best in best_epochs:
             if best is not None:
                 ax.axvline(best, color="#888888", linestyle=":", linewidth=1)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabels.get(name, ""))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _shared_epoch_axis(ax, epochs)
+        # A fixed number of ticks: with nbins="auto" the ticks follow the axes' height,
+        # which the constrained layout changes after it has measured the tick labels, and a
+        # wider label then runs off the figure's edge.
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=name in integer))
         ax.grid(color="#eeeeee")
         if len(columns) > 1:
             # Below the axes: inside, a legend hides whichever curve runs under it.
@@ -360,10 +480,70 @@ def curves_figure(
     for ax in axes[len(groups) :]:
         ax.axis("off")
     notes = []
-    if len(histories) > 1:
-        notes.append(f"{len(histories)} seeds, one line each")
     if any(best is not None for best in best_epochs):
         notes.append("dotted line: epoch of the best checkpoint")
     if title or notes:
         figure.suptitle("; ".join(filter(None, [title, *notes])), fontsize=11)
+    if several:
+        handles = [
+            Line2D([], [], label=name, **_seed_style(seed, several, colour_by_seed, None))
+            for seed, name in enumerate(names)
+        ]
+        figure.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 6),
+            frameon=False,
+            fontsize=9,
+        )
     return figure
+
+
+def _seed_style(seed: int, several: bool, colour_by_seed: bool, column: int | None) -> dict:
+    """Marker (hollow, so that equal curves of two seeds both show) and colour of a seed's line.
+
+    ``column`` is the line's column within its subplot; None for the seed legend, whose lines
+    are grey where the colour tells columns apart.
+    """
+    if colour_by_seed:
+        colour = f"C{seed % 10}"
+    else:
+        colour = "#555555" if column is None else f"C{column % 10}"
+    return {
+        "color": colour,
+        "marker": SEED_MARKERS[seed % len(SEED_MARKERS)],
+        "markersize": 4.5 if several else 3.5,
+        "fillstyle": "none" if several else "full",
+    }
+
+
+def has_values(histories: Sequence[Mapping[str, np.ndarray]], column: str) -> bool:
+    """Whether any history logs ``column`` with a value other than 0 (blank cells are NaN)."""
+    values = [np.asarray(h[column], dtype=float) for h in histories if column in h]
+    return any(np.nan_to_num(array, nan=0.0).any() for array in values)
+
+
+def _shared_epoch_axis(ax, epochs: np.ndarray) -> None:
+    first, last = float(np.min(epochs)), float(np.max(epochs))
+    pad = max(0.04 * (last - first), 0.3)
+    ax.set_xlim(first - pad, last + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _floor_y_range(ax, min_span: float) -> None:
+    """Widen the y range to at least ``min_span`` and MIN_RELATIVE_SPAN of the largest value."""
+    if not ax.lines:
+        return
+    values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.lines])
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return
+    low, high = float(values.min()), float(values.max())
+    span = max(min_span, MIN_RELATIVE_SPAN * max(abs(low), abs(high)))
+    if high - low >= span:
+        return
+    middle = (low + high) / 2
+    bottom = middle - span / 2
+    if low >= 0 > bottom:  # a non-negative quantity keeps a non-negative axis
+        bottom = 0.0
+    ax.set_ylim(bottom, bottom + span)

@@ -23,13 +23,66 @@ from avvp.classes import CLASSES
 from avvp.config import Config
 from avvp.evaluation.metrics import evaluate_detailed
 from avvp.evaluation.summary import HEADERS, LEVELS, METRICS, summarize
-from avvp.plots import class_f1_figure, curves_figure, png_bytes
+from avvp.plots import class_f1_figure, curves_figure, has_values, png_bytes, run_name
 from avvp.training.runs import best_epoch, parse_run, read_history, seed_runs
 
 STREAMS = ("audio", "visual")
 # Columns of metrics.csv drawn as method diagnostics, one subplot each, when a method logs them.
 DIAGNOSTIC_PREFIXES = ("tau.", "pseudo.")
 REPORT_SPLIT = "test"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """How a diagnostics subplot reads: its title, y-axis label with the unit, and y scale.
+
+    ``integer``: a count or an epoch number, drawn with integer ticks. ``min_span``: the smallest
+    y range, so that what the quantity cannot resolve (0.623 against 0.625 of a precision) does
+    not fill the subplot's height.
+    """
+
+    title: str
+    ylabel: str
+    integer: bool = False
+    min_span: float = 0.0
+
+
+# The diagnostics the registered methods log (PoiBin: tau.*, PPL: pseudo.*); a column not listed
+# is drawn under its own name.
+DIAGNOSTICS = {
+    "tau.mean": Diagnostic("tau: mean over positive (video, class)", "positive segments", False, 1),
+    "tau.max": Diagnostic("tau: largest", "positive segments", True, 2),
+    "tau.error_mean": Diagnostic("true count - tau: mean (hidden labels)", "segments", False, 1),
+    "tau.error_abs": Diagnostic("|true count - tau|: mean (hidden labels)", "segments", False, 1),
+    "tau.exact": Diagnostic(
+        "tau = true count (hidden labels)", "fraction of positive pairs", False, 0.1
+    ),
+    "pseudo.positives": Diagnostic(
+        "features selected as positives", "features (train split)", True
+    ),
+    "pseudo.negatives": Diagnostic(
+        "features selected as negatives", "features (train split)", True
+    ),
+    "pseudo.classes_without_positives": Diagnostic(
+        "classes without positive features", "classes", True, 2
+    ),
+    "pseudo.classes_without_negatives": Diagnostic(
+        "classes without negative features", "classes", True, 2
+    ),
+    "pseudo.label_epoch": Diagnostic(
+        "epochs behind the pseudo labels in use", "epochs trained", True, 2
+    ),
+    "pseudo.precision": Diagnostic(
+        "pseudo-label precision (hidden labels)", "precision (0-1)", False, 0.1
+    ),
+    "pseudo.recall": Diagnostic("pseudo-label recall (hidden labels)", "recall (0-1)", False, 0.1),
+    "pseudo.f1": Diagnostic("pseudo-label F1 (hidden labels)", "F1 (0-1)", False, 0.1),
+}
+
+
+def diagnostic(column: str) -> Diagnostic:
+    """How to draw a diagnostics column; an unknown one is titled and labelled by its name."""
+    return DIAGNOSTICS.get(column) or Diagnostic(column.replace("_", " "), column)
 
 
 def class_f1_per_stream(
@@ -60,12 +113,13 @@ class Experiment:
 
     @property
     def title(self) -> str:
-        return f"{self.method}: {self.path}"
+        """'method: folder', the folder by its name only: a report is shared, a path is not."""
+        return f"{self.method}: {run_name(self.path)}"
 
     @property
     def short_title(self) -> str:
         """The method, with the run folder's name when it says more (an ablation, a variant)."""
-        name = self.path.name
+        name = run_name(self.path)
         return self.method if name == self.method else f"{self.method} ({name})"
 
     def best_epochs(self) -> list[int | None]:
@@ -151,6 +205,7 @@ def experiment_figures(
     }
     groups = {name: group for name, group in groups.items() if group}
     best = experiment.best_epochs()
+    seed_names = [run.name for run in experiment.runs]
     if groups:
         ylabels = {name: "F1 (%)" for name in groups if name.startswith("validation")}
         figure = curves_figure(
@@ -165,18 +220,29 @@ def experiment_figures(
             dashed={"loss.total"},
             best_epochs=best,
             title=f"{experiment.short_title}: training curves",
+            seed_names=seed_names,
+            min_spans={name: 1.0 for name in ylabels},  # F1 points
         )
         figures.append(ReportFigure("Training curves", f"{stem}-curves.png", png_bytes(figure)))
     diagnostics = [c for c in columns if c.startswith(DIAGNOSTIC_PREFIXES)]
-    if diagnostics:
+    drawn = [c for c in diagnostics if has_values(experiment.histories, c)]
+    if drawn:
+        specs = {column: diagnostic(column) for column in drawn}
+        skipped = [diagnostic(c).title for c in diagnostics if c not in drawn]
         figure = curves_figure(
             experiment.histories,
-            {column: [column] for column in diagnostics},
+            {spec.title: [column] for column, spec in specs.items()},
+            ylabels={spec.title: spec.ylabel for spec in specs.values()},
             best_epochs=best,
             title=f"{experiment.short_title}: method diagnostics",
             columns_per_row=4,
+            seed_names=seed_names,
+            integer={spec.title for spec in specs.values() if spec.integer},
+            min_spans={spec.title: spec.min_span for spec in specs.values()},
         )
-        caption = "Method diagnostics (" + ", ".join(_prefixes(diagnostics)) + " columns)"
+        caption = "Method diagnostics (" + ", ".join(_prefixes(drawn)) + " columns)"
+        if skipped:
+            caption += "; 0 or blank in every epoch, not drawn: " + ", ".join(skipped)
         figures.append(ReportFigure(caption, f"{stem}-diagnostics.png", png_bytes(figure)))
     return figures
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avvp.commands.common import add_overrides, check_output_folder
 from avvp.data.annotations import SPLITS
+
+OUTPUTS = ("pred_audio.tsv", "pred_visual.tsv", "probabilities.npz")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,20 +18,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", default=None, help="dataset folder (default: the run's data.root)"
     )
-    parser.add_argument("--annotations", default=None, help="folder of the AVVP_*.csv files")
-    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument(
+        "--annotations",
+        default=None,
+        help="folder of the AVVP_*.csv files (default: the run's data.annotations)",
+    )
+    parser.add_argument("--split", default="test", choices=SPLITS, help="split to predict")
     parser.add_argument(
         "--out",
         required=True,
         type=Path,
-        help="folder for pred_audio.tsv, pred_visual.tsv, probabilities.npz",
+        help=f"folder for {', '.join(OUTPUTS)} (created if missing; those files are replaced)",
     )
-    parser.add_argument("--gate", default=None, choices=("global", "modality", "none"))
-    parser.add_argument("--threshold", default=None, type=float)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--gate",
+        default=None,
+        choices=("global", "modality", "none"),
+        help="which video-level probability gates the segments (default: the run's eval.gate)",
+    )
+    parser.add_argument(
+        "--threshold",
+        default=None,
+        type=float,
+        help="segment probability threshold (default: the run's eval.threshold)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    add_overrides(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "--out")
+
     import numpy as np
 
     from avvp.evaluation.io import write_predictions

@@ -16,11 +16,16 @@ Each action is an entry of :data:`ACTIONS`: a function adding its arguments and 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avvp.clip_labels import DEFAULT_PROMPT
-from avvp.data.annotations import EVAL_SPLITS, SPLITS
+from avvp.commands.common import check_output_file
+from avvp.data.annotations import EVAL_SPLITS, SPLIT_FILES, SPLITS, LLPAnnotations
+
+if TYPE_CHECKING:
+    from avvp.pseudo_labels import PseudoLabels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +74,9 @@ def _add_clip(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--annotations", type=Path, default=None, help="folder of the split CSVs (default: --data)"
     )
-    parser.add_argument("--split", default="train", choices=SPLITS)
+    parser.add_argument(
+        "--split", default="train", choices=SPLITS, help="split whose videos get labels"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--frames", type=Path, default=None, help="videos or frame folders (avvp.clip_labels)"
@@ -105,9 +112,10 @@ def _add_clip(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_clip(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", ".npz")
+
     import numpy as np
 
-    from avvp.data.annotations import LLPAnnotations
     from avvp.pseudo_labels import plg_labels, save_pseudo_labels
 
     weak = LLPAnnotations(args.annotations or args.data).weak(args.split)
@@ -164,50 +172,99 @@ def _add_score(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--split",
-        default="val",
+        default=None,
         choices=[*EVAL_SPLITS, "train"],
-        help="val or test: the dense ground truth; train: the hidden labels of a synthetic set",
+        help="val or test: the dense ground truth; train: the hidden labels of a synthetic set "
+        "(default: the split whose videos the file holds)",
     )
     parser.add_argument(
-        "--audio-gt", default="2024", choices=[member.value for member in AudioGroundTruth]
+        "--audio-gt",
+        default="2024",
+        choices=[member.value for member in AudioGroundTruth],
+        help="audio ground truth: 2024 (fixed) or pre2024 (what published papers used)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        check_output_file(args.json, "--json", ".json")
+
     import warnings
 
-    from avvp.data.annotations import AnnotationWarning, LLPAnnotations
+    from avvp.data.annotations import AnnotationWarning
     from avvp.pseudo_labels import label_quality, load_pseudo_labels
 
     annotations = LLPAnnotations(args.annotations or args.data, args.audio_gt)
-    weak = annotations.weak(args.split)
-    if args.split == "train":
+    stored = load_pseudo_labels(args.labels)
+    held = _splits_held(stored.video_ids, annotations)
+    split = args.split or (held[0] if held else None)
+    if split is None or split not in held:
+        raise ValueError(_split_mismatch(args.labels, stored, split, annotations, held))
+    weak = annotations.weak(split)
+    if split == "train":
         from avvp.data.synthetic import load_hidden_train_labels
 
         truth = load_hidden_train_labels(args.data)
         if truth is None:
             raise ValueError(
-                f"{args.data} has no hidden train labels (real LLP train has no segment labels); "
-                "score on --split val or test"
+                f"{args.data} has no hidden train labels (real LLP train has no segment labels): "
+                f"make labels of val or test (`avvp pseudo-labels clip --split val ...`) and "
+                "score those"
             )
     else:
         with warnings.catch_warnings():
             # The ignored annotation rows are `avvp evaluate`'s to report.
             warnings.simplefilter("ignore", AnnotationWarning)
-            truth = annotations.dense(args.split)
-    labels = load_pseudo_labels(args.labels, weak.video_ids)
+            truth = annotations.dense(split)
+    labels = stored.aligned(weak.video_ids)
     quality = label_quality(labels, weak.labels, truth.audio, truth.visual)
-    print(f"{args.labels} on {args.split} ({len(weak)} videos, audio GT {args.audio_gt})")
+    print(f"{args.labels} on {split} ({len(weak)} videos, audio GT {args.audio_gt})")
     print(format_quality(quality))
     if args.json is not None:
         from avvp.io_utils import write_json
 
         write_json(
             args.json,
-            {"file": str(args.labels), "split": args.split, "videos": len(weak), **quality},
+            {"file": str(args.labels), "split": split, "videos": len(weak), **quality},
         )
     return 0
+
+
+def _splits_held(video_ids: Sequence[str], annotations: LLPAnnotations) -> list[str]:
+    """The splits of the dataset (val and test first) whose every video the label file covers."""
+    ids = set(video_ids)
+    return [
+        split
+        for split in (*EVAL_SPLITS, "train")
+        if (annotations.root / SPLIT_FILES[split]).is_file()
+        and set(annotations.weak(split).video_ids) <= ids
+    ]
+
+
+def _split_mismatch(
+    path: Path,
+    labels: PseudoLabels,
+    split: str | None,
+    annotations: LLPAnnotations,
+    held: list[str],
+) -> str:
+    """Why ``path`` cannot be scored on ``split`` (None: on any split), and what to pass."""
+    if split is None:
+        return (
+            f"{path} holds labels of {len(labels)} videos, which cover none of the splits of "
+            f"{annotations.root}; make them with `avvp pseudo-labels clip --split SPLIT` on this "
+            "dataset"
+        )
+    weak = annotations.weak(split)
+    missing = len(set(weak.video_ids) - set(labels.video_ids))
+    way_out = (
+        f"pass --split {held[0]} (the split the file holds), or make labels of {split} with "
+        f"`avvp pseudo-labels clip --split {split}`"
+        if held
+        else f"make labels of {split} with `avvp pseudo-labels clip --split {split}`"
+    )
+    return f"{path} has no labels for {missing} of the {len(weak)} {split} videos; {way_out}"
 
 
 def format_quality(quality: dict) -> str:
@@ -241,8 +298,19 @@ def _add_denoise(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--run", required=True, type=Path, help="a trained `vplan` run folder")
     parser.add_argument("--out", required=True, type=Path, help="refined label file (.npz)")
-    parser.add_argument("--k", type=int, default=PLD_K, help="losses averaged per threshold")
-    parser.add_argument("--alpha", type=float, default=PLD_ALPHA, help="threshold multiplier")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=PLD_K,
+        help="per video and class, the threshold is built from the mean of the k smallest "
+        "segment losses (1..10)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=PLD_ALPHA,
+        help="a label flips where its segment's loss exceeds alpha times that mean",
+    )
     parser.add_argument(
         "--labels",
         type=Path,
@@ -259,6 +327,8 @@ def _add_denoise(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", ".npz")
+
     from avvp.methods.vplan import denoise_run, denoising_statistics
 
     where = {"split": args.split, "labels": args.labels}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avvp.commands.common import check_output_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -20,11 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", default=None, help="dataset folder (default: each run's data.root)"
     )
-    parser.add_argument("--annotations", default=None, help="folder of the AVVP_*.csv files")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--annotations",
+        default=None,
+        help="folder of the AVVP_*.csv files (default: each run's data.annotations)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "--out")
+
     from avvp.report import write_report
     from avvp.training.evaluate_run import run_overrides
 

@@ -79,7 +79,7 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
         for flag, key in flags.items()
         if getattr(args, flag, None) is not None
     ]
-    return [*given, *(getattr(args, "set", None) or [])]
+    return [*given, *(getattr(args, "set", None) or []), *getattr(args, "overrides", [])]
 
 
 def evaluate_run_command(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def evaluate_run_command(args: argparse.Namespace) -> int:
         args.run, device, run_overrides(args), getattr(args, "inference", None)
     )
     data = load_splits(config, (args.split,), progress=False)[args.split]
-    metrics = score_split(model, method, data, config, resolve_device(device))
+    metrics = score_split(model, method, data, config, resolve_device(device), warn_empty=True)
     method_name, audio_gt = config["method"]["name"], config["data"]["audio_gt"]
     print(f"{args.run} on {args.split} ({method_name}, audio GT {audio_gt})")
     print(format_table(metrics))

@@ -12,6 +12,7 @@ from torch import nn
 
 from avvp.config import Config
 from avvp.data.dataset import SplitData
+from avvp.evaluation.checks import warn_if_empty
 from avvp.evaluation.metrics import binarize, evaluate
 from avvp.models.base import ParseOutput
 from avvp.training.batches import feature_names, make_batch
@@ -78,13 +79,25 @@ def predict_split(
 
 
 def score_split(
-    model: nn.Module, method: Method, data: SplitData, config: Config, device: torch.device
+    model: nn.Module,
+    method: Method,
+    data: SplitData,
+    config: Config,
+    device: torch.device,
+    *,
+    warn_empty: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """The ten numbers of the evaluation protocol for ``data`` (which must have dense labels)."""
+    """The ten numbers of the evaluation protocol for ``data`` (which must have dense labels).
+
+    ``warn_empty``: warn (:func:`avvp.evaluation.checks.warn_if_empty`) when the parse is (nearly)
+    empty; for numbers that are printed as a result, not for the per-epoch validation.
+    """
     if data.dense is None:
         raise ValueError(f"split {data.split!r} has no dense ground truth to score against")
     probabilities = predict_split(model, method, data, feature_names(config), device)
     pred_audio, pred_visual = probabilities.binarize(config["eval"])
+    if warn_empty:
+        warn_if_empty(pred_audio, pred_visual, data.split)
     return evaluate(
         pred_audio, pred_visual, data.dense.audio, data.dense.visual, iou=config["eval"]["iou"]
     )
