@@ -167,6 +167,10 @@ class PoiBin(Method):
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, float]:
         if self.tau_rule is TauRule.FIXED:
             return {}
+        trainer.note(
+            f"epoch {epoch + 1}: E-step, the most likely count of every positive class of the "
+            f"{len(self.train_data)} train videos"
+        )
         counts = self.most_likely_counts(trainer)
         positive = torch.from_numpy(np.asarray(self.train_data.weak) > 0)[:, None, :]
         self.tau = torch.where(positive, counts, 1)

@@ -430,6 +430,9 @@ class PPL(Method):
             or _previous_epoch_was_best(trainer, epoch)
         )
         if refresh:
+            trainer.note(
+                f"epoch {epoch + 1}: pseudo labels for the {len(self.train_data)} train videos"
+            )
             if outputs is None:  # no epoch has ended in this process (warmup_epochs = 0, resume)
                 with timed(report, "seconds.pseudo.features"):
                     outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
@@ -449,6 +452,10 @@ class PPL(Method):
         # One pass of the momentum model serves this epoch's prototypes and the next epoch's
         # labels: nothing changes the momentum model in between (validation only reads it).
         report: dict[str, float] = {}
+        trainer.note(
+            f"epoch {epoch + 1}: the momentum model's view of the {len(self.train_data)} train "
+            "videos" + (", then k-means prototypes" if self.prototypes_needed else "")
+        )
         with timed(report, "seconds.pseudo.features"):
             self._outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
         if self.prototypes_needed:
