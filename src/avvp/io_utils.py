@@ -13,22 +13,35 @@ import torch
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``write(handle)`` on a temporary file ``.NAME.*.tmp`` beside ``path``, then rename it
+    into place. An OSError (e.g. a full disk) names ``path``, whatever step failed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as error:
+        raise _naming(error, path) from error
     try:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _naming(error, path) from error
         raise
     return path
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` (same type and errno) as 'cannot write PATH: reason'."""
+    named = type(error)(f"cannot write {path}: {error.strerror or error}")
+    named.errno = error.errno
+    return named
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -6,10 +6,11 @@ lists names, optionally filtered by a glob.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 KINDS = ("model", "pooling", "method")
@@ -45,11 +46,19 @@ def register(kind: str, name: str | None = None) -> Callable[[F], F]:
     return decorator
 
 
+def unknown_name_message(what: str, name: object, known: Iterable[str]) -> str:
+    """'unknown WHAT NAME (did you mean X?); available: ...', the close match from difflib."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {name!r}{hint}; available: {', '.join(known) or 'none'}"
+
+
 def get(kind: str, name: str) -> Callable[..., Any]:
     _import_builtins()
     table = _table(kind)
     if name not in table:
-        raise KeyError(f"unknown {kind} {name!r}; available: {', '.join(sorted(table)) or 'none'}")
+        raise KeyError(unknown_name_message(kind, name, table))
     return table[name]
 
 

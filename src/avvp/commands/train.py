@@ -1,48 +1,119 @@
-"""``avvp train``: train a method, one run per seed, and print the test metrics."""
+"""``avvp train``: train a method, one run per seed, and print the test metrics.
+
+Everything that can be checked without the data is checked first (flags, config values, the run
+folder and its lock), so a mistake costs seconds, not a data load.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
 
+from avvp.config import LARGEST_SEED, method_presets
 from avvp.io_utils import write_json
+
+SUMMARY_FILE = "summary.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--method", default="han", help="registered method name (see --list-methods)"
+        "--method",
+        default="han",
+        help=f"method to train: {', '.join(method_presets())} (default: han)",
     )
     parser.add_argument(
-        "--data", default=None, help="LLP-layout folder, or 'synthetic' (default from config)"
+        "--data",
+        default=None,
+        help="dataset: an LLP-layout folder, or 'synthetic' for the built-in synthetic set "
+        "(default: the config's data.root, which is 'synthetic')",
     )
     parser.add_argument(
-        "--annotations", default=None, help="folder of the AVVP_*.csv files (default: --data)"
+        "--annotations",
+        default=None,
+        help="folder of the AVVP_*.csv files (default: the --data folder)",
     )
     parser.add_argument(
-        "--out", required=True, type=Path, help="run folder (resumed if it holds a killed run)"
+        "--out",
+        required=True,
+        type=Path,
+        help="run folder (required); rerunning into it resumes a killed run",
     )
     parser.add_argument(
-        "--config", type=Path, default=None, help="YAML file layered over the method preset"
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file layered over the method preset (default: none)",
     )
     parser.add_argument(
-        "--seeds", default=None, help="comma-separated seeds: one run each in OUT/seed-S"
+        "--seeds",
+        default=None,
+        help="comma-separated distinct seeds, one run each in OUT/seed-S (default: one run of "
+        "the config's seed, 1, in OUT)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bars or per-epoch lines"
+        "--no-progress",
+        action="store_true",
+        help="no progress bars, per-epoch lines or notes on long steps (default: shown)",
     )
     parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.epochs=5"
+        "--resume-on-changed-data",
+        action="store_true",
+        help="resume a killed run although its data changed since it started (default: refuse)",
     )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. optim.epochs=5 (default: none)",
+    )
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 1,2,3`` -> [1, 2, 3]; an error naming the flag unless distinct valid seeds."""
+    example = "e.g. --seeds 1,2,3"
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--seeds {text!r}: give comma-separated whole numbers, {example}"
+        ) from None
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(
+            f"--seeds {text!r} repeats {', '.join(map(str, repeated))}: each seed is one run "
+            f"folder, give distinct seeds, {example}"
+        )
+    outside = [seed for seed in seeds if not 0 <= seed <= LARGEST_SEED]
+    if outside:
+        raise ValueError(f"--seeds {text!r}: seeds must be in [0, {LARGEST_SEED}], got {outside}")
+    return seeds
 
 
 def run(args: argparse.Namespace) -> int:
-    from avvp.config import resolve_config
+    from avvp.config import resolve_config, resolve_paths, validate_config
     from avvp.evaluation.metrics import format_table
     from avvp.evaluation.summary import format_summary_table, summarize
     from avvp.training import distributed
-    from avvp.training.data import load_hidden_train_labels, load_splits
-    from avvp.training.trainer import Trainer
+    from avvp.training.data import (
+        data_announcement,
+        data_fingerprint,
+        data_label,
+        describe_data,
+        load_hidden_train_labels,
+        load_splits,
+    )
+    from avvp.training.run_folder import claim_run_folder, refuse_foreign_folder
+    from avvp.training.trainer import (
+        BEST_CHECKPOINT,
+        RUN_FILES,
+        Trainer,
+        metric_label,
+        resolve_device,
+    )
 
+    seeds = None if args.seeds is None else parse_seeds(args.seeds)
     overrides = list(args.overrides)
     if args.data is not None:
         overrides.append(f"data.root={args.data}")
@@ -50,22 +121,59 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"data.annotations={args.annotations}")
     if args.no_progress:
         overrides.append("train.progress=false")
-    base = resolve_config(args.method, args.config, overrides)
-    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [base["seed"]]
-    data = load_splits(base, progress=base["train"]["progress"])
-    hidden = load_hidden_train_labels(base)
-    results = []
-    for seed in seeds:
-        config = {**base, "seed": seed}
-        run_dir = args.out / f"seed-{seed}" if args.seeds else args.out
-        results.append(Trainer(config, run_dir, data, hidden).fit())
-        if distributed.is_main_process():
-            print(f"\n{config['method']['name']} seed {seed}: test metrics ({run_dir})")
-            print(format_table(results[-1]))
-    if distributed.is_main_process() and len(seeds) > 1:
-        summary = summarize(results)
-        write_json(args.out / "summary.json", {"seeds": seeds, "runs": results, **summary})
-        print(f"\n{base['method']['name']}: test metrics over seeds {seeds}")
-        print(format_summary_table(summary, len(seeds)))
+    base = resolve_paths(resolve_config(args.method, args.config, overrides))
+    configs = [base] if seeds is None else [{**base, "seed": seed} for seed in seeds]
+    for config in configs:
+        validate_config(config)
+    resolve_device(base["train"]["device"])  # no GPU is an error now, not after the data load
+    # Before torchrun's process group exists, the rank comes from its environment.
+    main = os.environ.get("RANK", "0") == "0"
+    method, select = base["method"]["name"], metric_label(base["train"]["select_metric"])
+    numbers = (
+        f"F1 in % (higher is better) of {BEST_CHECKPOINT}, the epoch with the best val {select}"
+    )
+    run_dirs = [args.out] if seeds is None else [args.out / f"seed-{seed}" for seed in seeds]
+    if seeds is not None:
+        refuse_foreign_folder(args.out, (SUMMARY_FILE, "seed-*"))
+    with contextlib.ExitStack() as held:
+        # Every run folder is held from the start, so a clash shows before the data load; other
+        # processes may train other seeds of the same --out meanwhile.
+        for run_dir in run_dirs:
+            held.enter_context(claim_run_folder(run_dir, RUN_FILES))
+        announcement = data_announcement(base)
+        if main and announcement:
+            print(announcement, flush=True)
+        data = load_splits(base, progress=base["train"]["progress"])
+        hidden = load_hidden_train_labels(base)
+        fingerprint = data_fingerprint(base)
+        if main:
+            print(describe_data(base, data), flush=True)
+        results = []
+        for config, run_dir in zip(configs, run_dirs, strict=True):
+            trainer = Trainer(
+                config,
+                run_dir,
+                data,
+                hidden,
+                data_fingerprint=fingerprint,
+                resume_on_changed_data=args.resume_on_changed_data,
+            )
+            results.append(trainer.fit())
+            if distributed.is_main_process():
+                epochs = config["optim"]["epochs"]
+                print(
+                    f"\n{method} seed {config['seed']}, test split of {data_label(config)} "
+                    f"({run_dir})\n{numbers} (epoch {trainer.best_epoch} of {epochs}):"
+                )
+                print(format_table(results[-1]))
+        if distributed.is_main_process() and len(configs) > 1:
+            summary = summarize(results)
+            write_json(args.out / SUMMARY_FILE, {"seeds": seeds, "runs": results, **summary})
+            print(
+                f"\n{method} over seeds {', '.join(map(str, seeds))}, test split of "
+                f"{data_label(base)} ({args.out})\n{numbers}, mean ± std over the "
+                f"{len(seeds)} runs:"
+            )
+            print(format_summary_table(summary, len(seeds)))
     distributed.cleanup()
     return 0

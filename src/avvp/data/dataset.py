@@ -639,3 +639,33 @@ __all__ = [
     "load_split",
     "read_feature_file",
 ]
+
+
+def data_fingerprint(
+    root: str | Path,
+    splits: Sequence[str] = SPLITS,
+    *,
+    feature_dims: Mapping[str, int],
+    feature_frames: Mapping[str, int],
+    annotations: str | Path | None = None,
+) -> str:
+    """A hash of what :func:`load_split` reads for ``splits``, cheap enough for every start.
+
+    Per split and feature set, the fingerprint the cache manifest keys its arrays by (the split
+    CSV's content, its filenames, the feature set's name, dim and frames, and the size and
+    mtime_ns of every feature file: files are stat-ed, not read), plus the content of the dense
+    annotation files (``AVVP_eval_*.csv``). A run records it so that a resume notices data that
+    changed under it. The cache's known limit holds here too (see the module docstring).
+    """
+    root = Path(root)
+    specs = _specs(feature_dims, feature_frames)
+    _check_folders(root, specs)
+    labels = LLPAnnotations(root if annotations is None else annotations)
+    digest = hashlib.sha256(f"avvp data, cache format {FORMAT_VERSION}\n".encode())
+    for split in splits:
+        _check_split(split)
+        for name, value in sorted(_fingerprints(_source(root, labels, split), specs).items()):
+            digest.update(f"{split}\t{name}\t{value}\n".encode())
+    for path in sorted(labels.root.glob("AVVP_eval_*.csv")):
+        digest.update(f"{path.name}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()

@@ -9,13 +9,14 @@ indexed by the position of the video in the training split; ``state_dict`` makes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from avvp.config import Config
+from avvp.config import Config, Rule, method_problems, number, raise_problems
 from avvp.losses import attentive_mil_loss
 from avvp.models.base import ParseOutput
 
@@ -43,7 +44,18 @@ class Batch:
 class Method:
     """Plain HAN training: the attentive MIL loss on weak labels. Other methods subclass this."""
 
+    # What each option of the method's preset accepts; ``avvp.config.validate_config`` checks
+    # them before a run reads any data. Subclasses extend it with their own options.
+    OPTIONS: ClassVar[Mapping[str, Rule]] = {"visual_label_smoothing": number(0, 1)}
+
+    @classmethod
+    def config_problems(cls, config: Config, training: bool) -> list[str]:
+        """What is wrong with a combination of options (one option alone: ``OPTIONS``);
+        ``training``: the config is about to train, not only to evaluate."""
+        return []
+
     def __init__(self, config: Config, train_data: SplitData | None):
+        raise_problems(method_problems(type(self), config, training=train_data is not None))
         self.config = config
         self.options: dict[str, Any] = config["method"]
         self.train_data = train_data  # None when a run is only evaluated

@@ -14,7 +14,8 @@ model); the best checkpoint is chosen among the epochs after it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,10 +23,10 @@ from torch import Tensor, nn
 
 from avvp.choices import Choice
 from avvp.classes import NUM_CLASSES
-from avvp.config import Config
+from avvp.config import Config, Rule, boolean, number, one_of
 from avvp.losses import attentive_mil_loss, clamped_bce
 from avvp.methods.base import Batch, Method
-from avvp.poisson_binomial import most_likely_count, poisson_binomial_tail
+from avvp.poisson_binomial import PmfMethod, most_likely_count, poisson_binomial_tail
 from avvp.registry import register
 from avvp.training.inference import iterate_outputs
 
@@ -79,20 +80,35 @@ def joined_tau(tau_i: Tensor, tau_j: Tensor, positive_i: Tensor, positive_j: Ten
 
 @register("method", "poibin")
 class PoiBin(Method):
+    OPTIONS: ClassVar[Mapping[str, Rule]] = {
+        **Method.OPTIONS,
+        "counting": one_of(Counting),
+        "tau": one_of(TauRule),
+        "fixed_tau": number(1, integer=True),
+        "pmf": one_of(PmfMethod),
+        "attentive_loss": boolean(),
+        "poibin_loss": boolean(),
+        "augmentation": boolean(),
+        # Its range depends on optim.epochs: config_problems.
+        "warmup_epochs": number(integer=True),
+    }
+
+    @classmethod
+    def config_problems(cls, config: Config, training: bool) -> list[str]:
+        epochs, warmup = config["optim"]["epochs"], config["method"]["warmup_epochs"]
+        if isinstance(warmup, int) and isinstance(epochs, int) and not 0 <= warmup < epochs:
+            return [
+                f"method.warmup_epochs must be in [0, optim.epochs = {epochs}), got {warmup}: "
+                "the best checkpoint is chosen after the warm-up"
+            ]
+        return []
+
     def __init__(self, config: Config, train_data: SplitData | None):
         super().__init__(config, train_data)
         options = self.options
         self.counting = Counting.parse(options["counting"])
         self.tau_rule = TauRule.parse(options["tau"])
         self.pmf_method = options["pmf"]
-        if options["fixed_tau"] < 1:
-            raise ValueError(f"method.fixed_tau must be >= 1, got {options['fixed_tau']}")
-        epochs = config["optim"]["epochs"]
-        if not 0 <= options["warmup_epochs"] < epochs:
-            raise ValueError(
-                f"method.warmup_epochs must be in [0, optim.epochs = {epochs}), got "
-                f"{options['warmup_epochs']}: the best checkpoint is chosen after the warm-up"
-            )
         self.warming_up = options["warmup_epochs"] > 0
         groups = 1 if self.counting is Counting.JOINT else 2
         videos = 0 if train_data is None else len(train_data)
@@ -151,6 +167,10 @@ class PoiBin(Method):
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, float]:
         if self.tau_rule is TauRule.FIXED:
             return {}
+        trainer.note(
+            f"epoch {epoch + 1}: E-step, the most likely count of every positive class of the "
+            f"{len(self.train_data)} train videos"
+        )
         counts = self.most_likely_counts(trainer)
         positive = torch.from_numpy(np.asarray(self.train_data.weak) > 0)[:, None, :]
         self.tau = torch.where(positive, counts, 1)

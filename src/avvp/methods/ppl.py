@@ -77,10 +77,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -89,7 +89,16 @@ from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from avvp.choices import Choice
-from avvp.config import Config, merge, parse_overrides, resolve_config
+from avvp.config import (
+    Config,
+    Rule,
+    boolean,
+    merge,
+    number,
+    one_of,
+    parse_overrides,
+    resolve_config,
+)
 from avvp.losses import (
     attentive_mil_loss,
     clamped_bce,
@@ -308,6 +317,40 @@ def binary_quality(predicted: Tensor, truth: Tensor) -> dict[str, float]:
 
 @register("method", "ppl")
 class PPL(Method):
+    OPTIONS: ClassVar[Mapping[str, Rule]] = {
+        **Method.OPTIONS,
+        "mil_weight": number(0),
+        "pl_weight": number(0),
+        "cl_weight": number(0),
+        "inverse_frequency": boolean(),
+        "cl_temperature": number(0, above=True),
+        "momentum": number(0, 1),
+        "momentum_warmup": boolean(),
+        "gamma": number(0, 1),
+        "beta": number(0, 1),
+        "false_positive_threshold": number(0, 1),
+        "selection": one_of(Selection),
+        "k": number(1, integer=True),
+        "kmeans_n_init": number(1, integer=True),
+        "normalize_prototypes": boolean(),
+        "pseudo_labels": one_of(PseudoLabels),
+        "label_type": one_of(LabelType),
+        "temperature": number(0, above=True),
+        "label_model": one_of(LabelModel),
+        "warmup_epochs": number(0, integer=True),
+        "inference": one_of(Inference),
+    }
+
+    @classmethod
+    def config_problems(cls, config: Config, training: bool) -> list[str]:
+        options = config["method"]
+        weights = [options.get(name) for name in ("mil_weight", "pl_weight", "cl_weight")]
+        if weights == [0, 0, 0]:
+            return ["method.mil_weight, pl_weight and cl_weight are all 0: no loss to train"]
+        if weights[0] == 0 and _is_positive(options.get("warmup_epochs")):
+            return ["method.mil_weight=0 leaves nothing to train on during the warm-up"]
+        return []
+
     def __init__(self, config: Config, train_data: SplitData | None):
         super().__init__(config, train_data)
         options = self.options
@@ -316,7 +359,6 @@ class PPL(Method):
         self.label_model = LabelModel.parse(options["label_model"])
         self.inference = Inference.parse(options["inference"])
         self.selection = Selection.parse(options["selection"])
-        _check_options(options)
         self.class_weights: Tensor | None = None
         if train_data is not None and options["inverse_frequency"]:
             self.class_weights = inverse_frequency_weights(
@@ -388,6 +430,9 @@ class PPL(Method):
             or _previous_epoch_was_best(trainer, epoch)
         )
         if refresh:
+            trainer.note(
+                f"epoch {epoch + 1}: pseudo labels for the {len(self.train_data)} train videos"
+            )
             if outputs is None:  # no epoch has ended in this process (warmup_epochs = 0, resume)
                 with timed(report, "seconds.pseudo.features"):
                     outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
@@ -407,6 +452,10 @@ class PPL(Method):
         # One pass of the momentum model serves this epoch's prototypes and the next epoch's
         # labels: nothing changes the momentum model in between (validation only reads it).
         report: dict[str, float] = {}
+        trainer.note(
+            f"epoch {epoch + 1}: the momentum model's view of the {len(self.train_data)} train "
+            "videos" + (", then k-means prototypes" if self.prototypes_needed else "")
+        )
         with timed(report, "seconds.pseudo.features"):
             self._outputs = self.momentum_outputs(trainer.feature_names, trainer.device)
         if self.prototypes_needed:
@@ -560,24 +609,8 @@ class PPL(Method):
         self.ema_steps = state.get("ema_steps", 0)  # runs saved before the count existed
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    problems = []
-    if not 0.0 <= options["momentum"] <= 1.0:
-        problems.append(f"method.momentum must be in [0, 1], got {options['momentum']}")
-    if options["k"] < 1:
-        problems.append(f"method.k must be >= 1, got {options['k']}")
-    for name in ("temperature", "cl_temperature"):
-        if options[name] <= 0:
-            problems.append(f"method.{name} must be > 0, got {options[name]}")
-    for name in ("mil_weight", "pl_weight", "cl_weight", "warmup_epochs"):
-        if options[name] < 0:
-            problems.append(f"method.{name} must be >= 0, got {options[name]}")
-    if options["mil_weight"] == options["pl_weight"] == options["cl_weight"] == 0:
-        problems.append("method.mil_weight, pl_weight and cl_weight are all 0: no loss to train")
-    elif options["mil_weight"] == 0 and options["warmup_epochs"] > 0:
-        problems.append("method.mil_weight=0 leaves nothing to train on during the warm-up")
-    if problems:
-        raise ValueError("; ".join(problems))
+def _is_positive(value: Any) -> bool:
+    return isinstance(value, int | float) and value > 0
 
 
 def _previous_epoch_was_best(trainer: Trainer, epoch: int) -> bool:

@@ -55,9 +55,10 @@ denoising against the hidden train labels.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ from torch import Tensor, nn
 
 from avvp.choices import Choice
 from avvp.classes import CLASSES
-from avvp.config import Config
+from avvp.config import Config, Rule, number, one_of, path_string
 from avvp.evaluation.metrics import evaluate
 from avvp.losses import (
     PROBABILITY_EPSILON,
@@ -170,16 +171,36 @@ def label_inputs(options: dict[str, Any], train_data: SplitData | None) -> dict[
 
 @register("method", "vplan")
 class VPLAN(Method):
+    OPTIONS: ClassVar[Mapping[str, Rule]] = {
+        **Method.OPTIONS,
+        "visual_labels": path_string(nullable=True),
+        "audio_labels": path_string(nullable=True),
+        "rl_weight": number(0),
+        "segment_bce_weight": number(0),
+        "richness_video": one_of(RichnessVideo),
+    }
+
+    @classmethod
+    def config_problems(cls, config: Config, training: bool) -> list[str]:
+        if not training:  # evaluation reads no label file
+            return []
+        options = config["method"]
+        given = {option: options.get(option) for option in LABEL_OPTIONS.values()}
+        if all(value is None for value in given.values()):
+            return [
+                "method vplan trains on segment-level pseudo labels: set "
+                "method.visual_labels=FILE (a label file of `avvp pseudo-labels`)"
+            ]
+        return [
+            f"method.{option}: label file not found: {value}"
+            for option, value in given.items()
+            if isinstance(value, str) and value and not Path(value).is_file()
+        ]
+
     def __init__(self, config: Config, train_data: SplitData | None):
         super().__init__(config, train_data)
         self.richness_video = RichnessVideo.parse(self.options["richness_video"])
-        _check_options(self.options)
         self.labels = label_inputs(self.options, train_data)
-        if train_data is not None and not self.labels:
-            raise ValueError(
-                "method vplan trains on segment-level pseudo labels: set "
-                "method.visual_labels=FILE (a label file of `avvp pseudo-labels`)"
-            )
 
     def training_forward(
         self, model: nn.Module, batch: Batch
@@ -225,20 +246,6 @@ class VPLAN(Method):
                 )
 
 
-def _check_options(options: dict[str, Any]) -> None:
-    problems = [
-        f"method.{name} must be >= 0, got {options[name]}"
-        for name in ("rl_weight", "segment_bce_weight")
-        if options[name] < 0
-    ]
-    smoothing = options["visual_label_smoothing"]
-    if not 0.0 <= smoothing <= 1.0:
-        problems.append(f"method.visual_label_smoothing must be in [0, 1], got {smoothing}")
-    if problems:
-        raise ValueError("; ".join(problems))
-
-
-# ---- pseudo-label denoising (PLD)
 def denoising_losses(segment_prob: Tensor, labels: Tensor) -> Tensor:
     """Paper 003, Eq. 10: element-wise BCE (V, T, C), zero where the video label lacks the class."""
     loss = F.binary_cross_entropy(

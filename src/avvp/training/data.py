@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from avvp.config import Config
+from avvp.config import SYNTHETIC, Config
+from avvp.data import dataset
 from avvp.data.annotations import DenseLabels
 from avvp.data.dataset import SplitData, load_split
 
-SYNTHETIC = "synthetic"
+SPLITS = ("train", "val", "test")
 
 
 def data_root(config: Config) -> Path:
@@ -30,6 +32,60 @@ def data_root(config: Config) -> Path:
     return path
 
 
+def data_label(config: Config) -> str:
+    """How output names a run's data: its folder, or what ``synthetic`` stands for."""
+    root = config["data"]["root"]
+    return "the built-in synthetic set" if root == SYNTHETIC else str(root)
+
+
+def data_announcement(config: Config) -> str | None:
+    """For the built-in synthetic set, a line saying so before it is generated or read: a run
+    that forgot ``--data`` must not pass for one on real data."""
+    if config["data"]["root"] != SYNTHETIC:
+        return None
+    from avvp.data.synthetic import default_home
+
+    return (
+        f"data: {data_label(config)} ({config['data']['synthetic_videos']} synthetic videos, "
+        f"not real data; generated once under {default_home()}, set AVVP_HOME to move it); "
+        "pass --data DIR to train on your own data"
+    )
+
+
+def describe_data(config: Config, data: dict[str, SplitData]) -> str:
+    """'data: ROOT (...): train N, val N, test N videos', with the size on disk of the built-in
+    synthetic set, which avvp wrote on its own."""
+    root = data_root(config)
+    counts = ", ".join(f"{split} {len(split_data)}" for split, split_data in data.items())
+    if config["data"]["root"] == SYNTHETIC:
+        where = f"{root}, synthetic, {_gigabytes(root)} on disk"
+    else:
+        annotations = config["data"]["annotations"]
+        where = str(root) if annotations is None else f"{root}, annotations {annotations}"
+    return f"data: {where}: {counts} videos"
+
+
+def _gigabytes(folder: Path) -> str:
+    size = sum(
+        os.path.getsize(os.path.join(parent, name))
+        for parent, _, names in os.walk(folder)
+        for name in names
+    )
+    return f"{size / 1e9:.2f} GB"
+
+
+def data_fingerprint(config: Config, splits=SPLITS) -> str:
+    """:func:`avvp.data.dataset.data_fingerprint` of a run's data (what a resume compares)."""
+    features = config["features"]
+    return dataset.data_fingerprint(
+        data_root(config),
+        splits,
+        feature_dims=features["dims"],
+        feature_frames=features["frames"],
+        annotations=config["data"]["annotations"],
+    )
+
+
 def train_subset(config: Config, train_size: int) -> np.ndarray | None:
     """Sorted indices of the ``data.train_videos`` subset of the train split; None: all videos."""
     wanted = config["data"]["train_videos"]
@@ -41,9 +97,7 @@ def train_subset(config: Config, train_size: int) -> np.ndarray | None:
     return np.sort(rng.choice(train_size, size=wanted, replace=False))
 
 
-def load_splits(
-    config: Config, splits=("train", "val", "test"), progress: bool = True
-) -> dict[str, SplitData]:
+def load_splits(config: Config, splits=SPLITS, progress: bool = True) -> dict[str, SplitData]:
     root = data_root(config)
     features = config["features"]
     loaded = {

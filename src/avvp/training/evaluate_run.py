@@ -5,21 +5,37 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from avvp.config import Config, merge, parse_overrides, with_new_defaults
+from avvp.config import (
+    SYNTHETIC,
+    Config,
+    merge,
+    parse_overrides,
+    validate_config,
+    with_new_defaults,
+)
 from avvp.io_utils import write_json
 from avvp.methods.base import Method
 from avvp.registry import create
-from avvp.training.trainer import BEST_CHECKPOINT, build_model, resolve_device
+from avvp.training.trainer import (
+    BEST_CHECKPOINT,
+    BEST_KEYS,
+    BEST_WAY_OUT,
+    build_model,
+    load_checkpoint,
+    resolve_device,
+)
+
+# Data paths a run's saved config holds, and the flag that overrides each.
+DATA_PATH_FLAGS = {"root": "--data", "annotations": "--annotations"}
 
 
 def load_run(
     run_dir: str | Path, device: str = "cpu", overrides: list[str] = ()
 ) -> tuple[Config, nn.Module, Method]:
     """(config, model, method) of a run's best checkpoint; ``overrides`` adjust data or eval."""
-    return _rebuild(_best_checkpoint(run_dir, device), device, overrides)
+    return _rebuild(_best_checkpoint(run_dir, device), device, overrides, run_dir)
 
 
 def _best_checkpoint(run_dir: str | Path, device: str) -> dict:
@@ -28,13 +44,29 @@ def _best_checkpoint(run_dir: str | Path, device: str) -> dict:
         raise FileNotFoundError(
             f"{path} not found: is {run_dir} a finished or running `avvp train` run?"
         )
-    return torch.load(path, map_location=resolve_device(device), weights_only=False)
+    return load_checkpoint(path, resolve_device(device), BEST_KEYS, BEST_WAY_OUT)
+
+
+def check_saved_data_paths(saved: Config, config: Config, run_dir: str | Path) -> None:
+    """A data folder that the run's saved config names but that is gone (moved, or saved
+    relative to another directory) is an error naming the config and the override."""
+    for key, flag in DATA_PATH_FLAGS.items():
+        value = config["data"][key]
+        if value in (None, SYNTHETIC) or value != saved["data"].get(key) or Path(value).exists():
+            continue
+        raise FileNotFoundError(
+            f"{Path(run_dir) / 'config.yaml'} has data.{key}={value}, which does not exist; "
+            f"pass data.{key}=DIR (or {flag} DIR) to point to it"
+        )
 
 
 def _rebuild(
-    checkpoint: dict, device: str, overrides: list[str]
+    checkpoint: dict, device: str, overrides: list[str], run_dir: str | Path
 ) -> tuple[Config, nn.Module, Method]:
-    config = merge(with_new_defaults(checkpoint["config"]), parse_overrides(overrides), "")
+    saved = with_new_defaults(checkpoint["config"])
+    config = merge(saved, parse_overrides(overrides), "")
+    validate_config(config, training=False)
+    check_saved_data_paths(saved, config, run_dir)
     model = build_model(config)
     model.load_state_dict(checkpoint["model"])
     model.to(resolve_device(device)).eval()
@@ -56,12 +88,12 @@ def load_run_for_inference(
     checkpoint = _best_checkpoint(run_dir, device)
     is_ppl = checkpoint["config"]["method"]["name"] == "ppl"
     if is_ppl and inference is not None:
-        return _rebuild(checkpoint, device, [*overrides, f"method.inference={inference}"])
+        return _rebuild(checkpoint, device, [*overrides, f"method.inference={inference}"], run_dir)
     if inference == "prototype":
         from avvp.methods.ppl import ppl_test_method
 
         return ppl_test_method(run_dir, device, overrides)
-    return _rebuild(checkpoint, device, overrides)
+    return _rebuild(checkpoint, device, overrides, run_dir)
 
 
 def run_overrides(args: argparse.Namespace) -> list[str]:

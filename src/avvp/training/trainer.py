@@ -6,6 +6,11 @@ A run folder holds everything needed to understand, resume and evaluate a run:
 the last finished epoch: a killed run resumes from it with identical results), ``best.pt`` (the
 model with the best validation score, used for evaluation and prediction) and, at the end,
 ``val_metrics.json`` and ``test_metrics.json`` in the evaluation's JSON format.
+
+One process at a time trains in a run folder (:mod:`avvp.training.run_folder`). A resume checks
+that the config and the data (a fingerprint of its files) are the ones the run started with; a
+failure says which file and how to go on (a damaged checkpoint, a full disk, Ctrl-C, a batch
+whose model outputs are not finite).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import csv
 import io
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +32,78 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from avvp.config import Config, with_new_defaults
+from avvp.config import Config, resolve_paths, validate_config, with_new_defaults
 from avvp.data.annotations import DenseLabels
 from avvp.data.dataset import SplitData
+from avvp.evaluation.summary import HEADERS, METRICS
 from avvp.io_utils import atomic_torch_save, atomic_write_text, write_json
-from avvp.methods.base import Method
+from avvp.methods.base import Batch, Method
 from avvp.registry import create
 from avvp.training import distributed
 from avvp.training.batches import feature_names, make_batch
 from avvp.training.inference import score_split
+from avvp.training.run_folder import SAVED_EPOCH_FILE, claim_run_folder
 from avvp.training.run_info import run_metadata
 
-LAST_CHECKPOINT = "last.pt"
+LAST_CHECKPOINT = SAVED_EPOCH_FILE
 BEST_CHECKPOINT = "best.pt"
+# Every file the trainer writes (atomically) into a run folder, besides tb/.
+RUN_FILES = (
+    LAST_CHECKPOINT,
+    BEST_CHECKPOINT,
+    "config.yaml",
+    "meta.json",
+    "metrics.csv",
+    "val_metrics.json",
+    "test_metrics.json",
+)
+LAST_KEYS = ("config", "epoch", "model", "optimizer", "scheduler", "method", "history", "rng")
+BEST_KEYS = ("config", "epoch", "model", "method", "val_metrics")
+LAST_WAY_OUT = "delete it to restart the run from epoch 1, or restore it"
+BEST_WAY_OUT = "restore it, or train the run again into a new --out"
 # Settings that may differ between a run and its resumption without changing the results.
 RESUMABLE_DIFFERENCES = {("train", "progress"), ("train", "device"), ("train", "num_workers")}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read; the message names it and the way out."""
+
+
+def load_checkpoint(
+    path: str | Path, device: torch.device | str, required: Sequence[str], way_out: str
+) -> dict[str, Any]:
+    """The checkpoint at ``path``; a damaged or foreign file is a :class:`CheckpointError`
+    naming it and ``way_out``."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise
+    # Unpickling a damaged file fails with almost any exception type (RuntimeError from the zip
+    # reader, UnpicklingError, EOFError, UnicodeDecodeError, ...).
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        message = f"{path} is not a readable checkpoint ({reason}); {way_out}"
+        raise CheckpointError(message) from error
+    missing = [key for key in required if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not an avvp checkpoint (it lacks {', '.join(missing)}); {way_out}"
+        )
+    return checkpoint
+
+
+def metric_label(dotted: str) -> str:
+    """``segment.type`` -> ``segment Type@AV``, the metric as the results table names it."""
+    level, _, name = dotted.partition(".")
+    return f"{level} {dict(zip(METRICS, HEADERS, strict=True)).get(name, name)}"
+
+
+def clock(seconds: float) -> str:
+    """``h:mm:ss`` (``m:ss`` under an hour)."""
+    minutes, second = divmod(round(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}:{minute:02}:{second:02}" if hours else f"{minute}:{second:02}"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -83,16 +145,15 @@ def flatten_metrics(metrics: dict[str, dict[str, float]], prefix: str = "") -> d
 
 def metric_value(metrics: dict[str, dict[str, float]], dotted: str) -> float:
     level, name = dotted.split(".")
-    try:
-        return metrics[level][name]
-    except KeyError:
-        raise ValueError(
-            f"train.select_metric {dotted!r} is not a metric (e.g. segment.type)"
-        ) from None
+    return metrics[level][name]  # validate_config checked train.select_metric
 
 
 class Trainer:
-    """Trains ``config['method']`` on ``data['train']``, validating on ``data['val']``."""
+    """Trains ``config['method']`` on ``data['train']``, validating on ``data['val']``.
+
+    ``data_fingerprint`` (:func:`avvp.training.data.data_fingerprint`) is saved in the
+    checkpoints; a resume refuses a run saved with another one unless ``resume_on_changed_data``.
+    """
 
     def __init__(
         self,
@@ -100,8 +161,15 @@ class Trainer:
         run_dir: str | Path,
         data: dict[str, SplitData],
         hidden_train_labels: DenseLabels | None = None,
+        *,
+        data_fingerprint: str | None = None,
+        resume_on_changed_data: bool = False,
     ):
+        config = resolve_paths(config)
+        validate_config(config)
         self.config = config
+        self.data_fingerprint = data_fingerprint
+        self.resume_on_changed_data = resume_on_changed_data
         # Diagnostics only (synthetic data): methods may log against them, never train on them.
         self.hidden_train_labels = hidden_train_labels
         self.run_dir = Path(run_dir)
@@ -127,9 +195,12 @@ class Trainer:
             )
         self.feature_names = feature_names(config)
         self.epoch = 0  # epochs finished
+        self.saved_epoch = 0  # epochs finished that last.pt holds
         self.best_score = -float("inf")
         self.best_epoch = -1
         self.history: list[dict[str, Any]] = []
+        # (time, epochs finished) when this process started training: the epoch lines' ETA.
+        self._started = (time.perf_counter(), 0)
         self.method.setup(self)
 
     # ---- state
@@ -144,6 +215,7 @@ class Trainer:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "history": self.history,
+            "data_fingerprint": self.data_fingerprint,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
@@ -154,11 +226,12 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_resumable(state["config"], self.config)
+        self._check_data(state.get("data_fingerprint"), state["epoch"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
-        self.epoch = state["epoch"]
+        self.epoch = self.saved_epoch = state["epoch"]
         self.best_score = state["best_score"]
         self.best_epoch = state["best_epoch"]
         self.history = state["history"]
@@ -168,31 +241,103 @@ class Trainer:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
+    def _check_data(self, saved: str | None, epoch: int) -> None:
+        """Refuse to resume on data other than the run's (runs saved before fingerprints
+        existed, and trainers given none, resume as they are)."""
+        if saved is None or self.data_fingerprint is None or saved == self.data_fingerprint:
+            return
+        where = f"the data under data.root={self.config['data']['root']}"
+        if self.resume_on_changed_data:
+            print(f"resuming {self.run_dir} although {where} changed since epoch {epoch}")
+            return
+        raise ValueError(
+            f"{self.run_dir / LAST_CHECKPOINT} was saved (epoch {epoch}) while training on other "
+            f"data: feature files or annotations of {where} changed since. Rerun with "
+            "--resume-on-changed-data to resume on the data as it is now, or train into a new "
+            "--out"
+        )
+
     def resume_if_possible(self) -> bool:
         path = self.run_dir / LAST_CHECKPOINT
         if not path.is_file():
             return False
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        self.load_state_dict(load_checkpoint(path, self.device, LAST_KEYS, LAST_WAY_OUT))
         return True
 
     # ---- loop
     def fit(self) -> dict[str, dict[str, float]]:
-        """Train (resuming a killed run where it stopped), then score the best model on test."""
+        """Train (resuming a killed run where it stopped), then score the best model on test.
+
+        Holds the run folder (:func:`~avvp.training.run_folder.claim_run_folder`) throughout.
+        """
+        with claim_run_folder(self.run_dir, RUN_FILES):
+            return self._fit()
+
+    def _fit(self) -> dict[str, dict[str, float]]:
         resumed = self.resume_if_possible()
-        if distributed.is_main_process():
-            self._write_run_files(resumed)
-        writer = self._tensorboard()
         epochs = self.config["optim"]["epochs"]
-        if resumed and distributed.is_main_process():
+        finished = resumed and self.epoch >= epochs
+        if distributed.is_main_process():
             # Printed even without progress output: a silent resume would hide why a run is short.
-            print(f"resuming {self.run_dir} after epoch {self.epoch}/{epochs}")
+            if finished:
+                print(
+                    f"{self.run_dir} is finished ({epochs} epochs): nothing trained; its test "
+                    f"scores come from {BEST_CHECKPOINT} (epoch {self.best_epoch})"
+                )
+            else:
+                with self._saving():
+                    self._write_run_files(resumed)
+                if resumed:
+                    print(f"resuming {self.run_dir} after epoch {self.epoch}/{epochs}")
+        writer = None if finished else self._tensorboard()
+        self._started = (time.perf_counter(), self.epoch)
         try:
             while self.epoch < epochs:
                 self._run_epoch(writer)
+        except KeyboardInterrupt:
+            message = f"{self._stopped()}; rerun the same command to {self._next()}"
+            raise KeyboardInterrupt(message) from None
         finally:
             if writer is not None:
                 writer.close()
-        return self._finish()
+        try:
+            return self._finish()
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"after all {epochs} epochs, while scoring the test split; rerun the same "
+                "command to score it"
+            ) from None
+
+    def _stopped(self) -> str:
+        epochs = self.config["optim"]["epochs"]
+        if self.saved_epoch == 0:
+            return f"before epoch 1 of {epochs} finished"
+        return f"after epoch {self.saved_epoch} of {epochs}"
+
+    def _next(self) -> str:
+        """What rerunning the same command does now."""
+        if self.saved_epoch == 0:
+            return "start the run again"
+        return f"resume from epoch {self.saved_epoch + 1}"
+
+    @contextlib.contextmanager
+    def _saving(self) -> Iterator[None]:
+        """Writes into the run folder: a failure (a full disk) says how the run goes on."""
+        try:
+            yield
+        except OSError as error:
+            hinted = type(error)(
+                f"{error}; free space (or make {self.run_dir} writable) and rerun the same "
+                f"command to {self._next()}"
+            )
+            hinted.errno = error.errno
+            raise hinted from error
+
+    def note(self, message: str) -> None:
+        """One line about long work outside the batch loop (pseudo labels, an E-step, test
+        scoring); shown only with progress output."""
+        if self.progress:
+            print(message, flush=True)
 
     def _run_epoch(self, writer) -> None:
         epoch = self.epoch
@@ -216,14 +361,17 @@ class Trainer:
             score = metric_value(val_metrics, self.config["train"]["select_metric"])
             if self.method.selectable(epoch + 1) and score > self.best_score:
                 self.best_score, self.best_epoch = score, epoch + 1
-                self.save_best(val_metrics)
+                with self._saving():
+                    self.save_best(val_metrics)
         logs.update(phases)
         logs["seconds"] = time.perf_counter() - started
         self.epoch = epoch + 1
         self.history.append(logs)
         if distributed.is_main_process():
-            atomic_torch_save(self.state_dict(), self.run_dir / LAST_CHECKPOINT)
-            self._write_metrics_csv()
+            with self._saving():
+                atomic_torch_save(self.state_dict(), self.run_dir / LAST_CHECKPOINT)
+                self.saved_epoch = self.epoch
+                self._write_metrics_csv()
             if writer is not None:
                 for key, value in logs.items():
                     if key != "epoch":
@@ -251,15 +399,28 @@ class Trainer:
         bar = tqdm(
             starts, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress, unit="batch"
         )
-        for start in bar:
+        for number, start in enumerate(bar, 1):
             batch = make_batch(train, order[start : start + batch_size], self.feature_names).to(
                 self.device
             )
-            losses, report = self.method.training_forward(self.training_model, batch)
+            where = f"epoch {epoch + 1}, batch {number} of {len(starts)}"
+            try:
+                losses, report = self.method.training_forward(self.training_model, batch)
+            except RuntimeError as error:
+                # torch's BCE rejects NaN probabilities before any loss exists.
+                rows = self._non_finite_rows(batch)
+                if not rows:
+                    raise
+                raise FloatingPointError(
+                    self._non_finite_message(where, "the model's outputs are", batch, rows)
+                ) from error
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 values = {name: float(value) for name, value in losses.items()}
-                raise FloatingPointError(f"epoch {epoch + 1}: non-finite loss {values}")
+                rows = self._non_finite_rows(batch) or list(range(len(batch.index)))
+                raise FloatingPointError(
+                    self._non_finite_message(where, f"the loss {values} is", batch, rows)
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -270,6 +431,31 @@ class Trainer:
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix(loss=f"{values['loss.total']:.4f}")
         return {key: value / max(len(starts), 1) for key, value in totals.items()}
+
+    @torch.no_grad()
+    def _non_finite_rows(self, batch: Batch) -> list[int]:
+        """Rows of ``batch`` whose model outputs hold NaN or inf."""
+        output = self.model(batch.features)
+        finite = torch.isfinite(output.segment_prob.flatten(1)).all(dim=1)
+        finite &= torch.isfinite(output.video_prob).all(dim=1)
+        return torch.nonzero(~finite).flatten().tolist()
+
+    def _non_finite_message(self, where: str, what: str, batch: Batch, rows: list[int]) -> str:
+        train = self.data["train"]
+        videos = []
+        for row in rows:
+            index = int(batch.index[row])
+            largest, name = max(
+                (float(np.abs(train.features[name][index]).max()), name)
+                for name in self.feature_names
+            )
+            videos.append(f"{train.video_ids[index]} (largest |feature| {largest:.3g}, {name})")
+        return (
+            f"{where}: {what} not finite (NaN or inf) for {len(rows)} of the batch's "
+            f"{len(batch.index)} videos: {', '.join(videos)}. Check their feature files (finite "
+            "but huge values pass the data checks); if every video of the batch is affected, "
+            "lower optim.lr"
+        )
 
     def save_best(self, val_metrics: dict[str, dict[str, float]]) -> None:
         checkpoint = {
@@ -284,17 +470,28 @@ class Trainer:
     def _finish(self) -> dict[str, dict[str, float]]:
         test_metrics: dict[str, dict[str, float]] = {}
         if distributed.is_main_process():
-            best = torch.load(
-                self.run_dir / BEST_CHECKPOINT, map_location=self.device, weights_only=False
-            )
+            path = self.run_dir / BEST_CHECKPOINT
+            if not path.is_file():
+                select = metric_label(self.config["train"]["select_metric"])
+                raise FileNotFoundError(
+                    f"{path} was never written: no epoch that may be chosen had a val {select} "
+                    f"score (metrics.csv in {self.run_dir} shows them)"
+                )
+            best = load_checkpoint(path, self.device, BEST_KEYS, BEST_WAY_OUT)
             self.model.load_state_dict(best["model"])
             self.method.load_state_dict(best["method"])
-            write_json(self.run_dir / "val_metrics.json", best["val_metrics"])
+            with self._saving():
+                write_json(self.run_dir / "val_metrics.json", best["val_metrics"])
             if "test" in self.data:
+                self.note(
+                    f"scoring {path} (epoch {best['epoch']}) on the test split "
+                    f"({len(self.data['test'])} videos)"
+                )
                 test_metrics = score_split(
                     self.model, self.method, self.data["test"], self.config, self.device
                 )
-                write_json(self.run_dir / "test_metrics.json", test_metrics)
+                with self._saving():
+                    write_json(self.run_dir / "test_metrics.json", test_metrics)
         distributed.barrier()
         return test_metrics
 
@@ -326,10 +523,15 @@ class Trainer:
     def _epoch_line(self, logs: dict[str, float]) -> str:
         epochs = self.config["optim"]["epochs"]
         select = self.config["train"]["select_metric"]
+        started, first_epoch = self._started
+        elapsed = time.perf_counter() - started
+        remaining = elapsed / (self.epoch - first_epoch) * (epochs - self.epoch)
         return (
-            f"epoch {self.epoch:>3}/{epochs}  loss {logs.get('loss.total', float('nan')):.4f}  "
-            f"val {select} {logs.get('val.' + select, float('nan')):.2f}  "
-            f"(best {self.best_score:.2f} @ {self.best_epoch})  {logs['seconds']:.1f}s"
+            f"epoch {self.epoch:>3}/{epochs}  seed {self.config['seed']}  "
+            f"loss {logs.get('loss.total', float('nan')):.4f}  "
+            f"val {metric_label(select)} {logs.get('val.' + select, float('nan')):.2f}  "
+            f"(best {self.best_score:.2f} @ {self.best_epoch})  {logs['seconds']:.1f}s  "
+            f"elapsed {clock(elapsed)}  ETA {clock(remaining)}"
         )
 
 
@@ -348,7 +550,10 @@ def check_resumable(saved: Config, current: Config) -> None:
     added to avvp since it started count at their defaults."""
     differences = [
         f"{'.'.join(path)}: {old!r} -> {new!r}"
-        for path, old, new in _config_differences(with_new_defaults(saved), current)
+        # Paths resolved: runs saved before avvp resolved them hold them as typed.
+        for path, old, new in _config_differences(
+            resolve_paths(with_new_defaults(saved)), resolve_paths(current)
+        )
         if tuple(path) not in RESUMABLE_DIFFERENCES
     ]
     if differences:
