@@ -708,3 +708,12 @@ def test_json_naming_a_folder_or_someone_elses_file_is_an_error_before_scoring(t
     assert f"{mine} is a file, not a folder" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path / "nope"), "--json", str(tmp_path)]) == 2
     assert "is a folder; give a file" in capsys.readouterr().err
+
+
+def test_training_warns_when_its_test_prediction_is_empty(dataset, tmp_path):
+    from conftest import TINY_TRAINING
+
+    run = tmp_path / "empty"
+    flags = ["--data", str(dataset), "--out", str(run), *TINY_TRAINING, "eval.threshold=1.0"]
+    with pytest.warns(EvaluationWarning, match=r"prediction on test is \(nearly\) empty"):
+        assert main(["train", *flags]) == 0

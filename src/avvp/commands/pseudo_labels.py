@@ -190,12 +190,10 @@ def _run_score(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, "--json", ".json")
 
-    import warnings
-
-    from avvp.data.annotations import AnnotationWarning
     from avvp.pseudo_labels import label_quality, load_pseudo_labels
 
-    annotations = LLPAnnotations(args.annotations or args.data, args.audio_gt)
+    # The ignored annotation rows are `avvp evaluate`'s (and `avvp check`'s) to report.
+    annotations = LLPAnnotations(args.annotations or args.data, args.audio_gt, warn=False)
     stored = load_pseudo_labels(args.labels)
     held = _splits_held(stored.video_ids, annotations)
     split = args.split or (held[0] if held else None)
@@ -213,10 +211,7 @@ def _run_score(args: argparse.Namespace) -> int:
                 "score those"
             )
     else:
-        with warnings.catch_warnings():
-            # The ignored annotation rows are `avvp evaluate`'s to report.
-            warnings.simplefilter("ignore", AnnotationWarning)
-            truth = annotations.dense(split)
+        truth = annotations.dense(split)
     labels = stored.aligned(weak.video_ids)
     quality = label_quality(labels, weak.labels, truth.audio, truth.visual)
     print(f"{args.labels} on {split} ({len(weak)} videos, audio GT {args.audio_gt})")

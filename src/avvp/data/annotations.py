@@ -57,11 +57,6 @@ class LeakageError(AnnotationError):
     """The same video in two splits; the message names both files and lines."""
 
 
-class AnnotationWarning(UserWarning):
-    """No longer emitted: ignored rows are reported as one line on stderr (``warn=False``
-    silences it). Kept so that code filtering this category still imports."""
-
-
 # Annotation files whose ignored rows this process has reported: each is reported once, however
 # often it is read (``avvp report`` reads the ground truth once per run).
 _reported: set[str] = set()

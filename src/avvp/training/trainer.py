@@ -488,7 +488,12 @@ class Trainer:
                     f"({len(self.data['test'])} videos)"
                 )
                 test_metrics = score_split(
-                    self.model, self.method, self.data["test"], self.config, self.device
+                    self.model,
+                    self.method,
+                    self.data["test"],
+                    self.config,
+                    self.device,
+                    warn_empty=True,
                 )
                 with self._saving():
                     write_json(self.run_dir / "test_metrics.json", test_metrics)
