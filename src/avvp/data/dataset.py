@@ -626,21 +626,6 @@ def feature_file_problems(
     return problems
 
 
-__all__ = [
-    "CACHE_DIRNAME",
-    "CacheInfo",
-    "CacheWarning",
-    "CacheWriteError",
-    "FeatureError",
-    "MissingFeatureError",
-    "SplitData",
-    "build_cache",
-    "cache_dir",
-    "load_split",
-    "read_feature_file",
-]
-
-
 def data_fingerprint(
     root: str | Path,
     splits: Sequence[str] = SPLITS,
@@ -669,3 +654,19 @@ def data_fingerprint(
     for path in sorted(labels.root.glob("AVVP_eval_*.csv")):
         digest.update(f"{path.name}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
     return digest.hexdigest()
+
+
+__all__ = [
+    "CACHE_DIRNAME",
+    "CacheInfo",
+    "CacheWarning",
+    "CacheWriteError",
+    "FeatureError",
+    "MissingFeatureError",
+    "SplitData",
+    "build_cache",
+    "cache_dir",
+    "data_fingerprint",
+    "load_split",
+    "read_feature_file",
+]
