@@ -1,4 +1,4 @@
-"""One registry for everything created by name: models, poolings, methods.
+"""One registry for everything created by name: models, poolings, methods, feature extractors.
 
 ``register("model")`` is a decorator; ``create("model", name, **kwargs)`` builds; ``available``
 lists names, optionally filtered by a glob.
@@ -13,13 +13,16 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-KINDS = ("model", "pooling", "method")
+KINDS = ("model", "pooling", "method", "extractor")
 BUILTIN_MODULES = (
     "avvp.models",
     "avvp.methods.han",
     "avvp.methods.poibin",
     "avvp.methods.ppl",
     "avvp.methods.vplan",
+    "avvp.extract.vggish",
+    "avvp.extract.visual",
+    "avvp.extract.embeddings",
 )
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
 

@@ -1,0 +1,1 @@
+"""Feature extraction from video files into the LLP layout (``avvp extract``)."""
