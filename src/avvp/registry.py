@@ -20,9 +20,9 @@ BUILTIN_MODULES = (
     "avvp.methods.poibin",
     "avvp.methods.ppl",
     "avvp.methods.vplan",
-    "avvp.extract.vggish",
-    "avvp.extract.visual",
-    "avvp.extract.embeddings",
+    "avvp.extraction.vggish",
+    "avvp.extraction.visual",
+    "avvp.extraction.embeddings",
 )
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
 

@@ -1,9 +1,9 @@
 """Decoding video files with PyAV: duration, the audio waveform, frames at given times.
 
 Every extractor reads its input through these three functions, so a file that cannot be used
-fails the same way for all of them: a :class:`~avvp.extract.base.VideoError` naming the file
+fails the same way for all of them: a :class:`~avvp.extraction.base.VideoError` naming the file
 (undecodable, no audio or video stream, too short). PyAV is imported when a function runs, so
-``import avvp.extract`` works without the ``clip`` extra.
+``import avvp.extraction`` works without the ``clip`` extra.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from avvp.extract.base import VideoError
+from avvp.extraction.base import VideoError
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,0 @@
-"""Feature extraction from video files into the LLP layout (``avvp extract``)."""

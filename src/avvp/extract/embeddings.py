@@ -1,1 +1,0 @@
-"""CLIP image and CLAP audio embeddings per segment: see avvp.extract.base."""

@@ -1,1 +1,0 @@
-"""VGGish (audio, 1 x 128 a second): see avvp.extract.base."""

@@ -1,0 +1,1 @@
+"""CLIP image and CLAP audio embeddings per segment: see avvp.extraction.base."""

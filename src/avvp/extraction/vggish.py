@@ -1,0 +1,1 @@
+"""VGGish (audio, 1 x 128 a second): see avvp.extraction.base."""
