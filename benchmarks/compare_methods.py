@@ -346,14 +346,10 @@ def example_video(args: argparse.Namespace) -> str:
     """``--plot-video``, or the first test video whose ground truth holds 3 or more classes."""
     if args.plot_video is not None:
         return args.plot_video
-    import warnings
+    from avvp.data.annotations import LLPAnnotations
 
-    from avvp.data.annotations import AnnotationWarning, LLPAnnotations
-
-    annotations = LLPAnnotations(args.data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AnnotationWarning)
-        dense = annotations.dense("test")
+    annotations = LLPAnnotations(args.data, warn=False)
+    dense = annotations.dense("test")
     classes = (dense.audio | dense.visual).any(axis=1).sum(axis=1)
     return annotations.weak("test").filenames[int(np.argmax(classes >= 3))]
 
