@@ -262,10 +262,16 @@ def test_readme_python_example_runs(run_dir, dataset, predictions, tmp_path, mon
     assert "(10, 25) (25,)" in out
 
 
-def test_import_avvp_stays_light():
+def test_import_avvp_and_evaluate_stay_light(dataset):
+    # Neither `import avvp` nor scoring predictions imports torch.
     code = (
-        "import sys, avvp; assert callable(avvp.evaluate) and 'load_run' in dir(avvp); "
-        "print('torch' in sys.modules)"
+        "import sys, numpy as np, avvp; "
+        "assert {'load_run', 'evaluate', 'extract'} <= set(dir(avvp)); "
+        "from avvp.data.annotations import LLPAnnotations; "
+        f"videos = len(LLPAnnotations({str(dataset)!r}).weak('test').filenames); "
+        "empty = np.zeros((videos, 10, 25), bool); "
+        f"scores = avvp.evaluate(empty, empty, {str(dataset)!r}); "
+        "print(sorted(scores), 'torch' in sys.modules)"
     )
     src = str(Path(avvp.__file__).resolve().parents[1])
     result = subprocess.run(
@@ -275,4 +281,4 @@ def test_import_avvp_stays_light():
         check=True,
         env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
     )
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "['event', 'segment'] False"

@@ -263,4 +263,8 @@ def test_unreadable_checkpoint_and_used_out_folder_are_errors(official, tmp_path
     assert main(["import-han", str(official[1]), "--out", str(used)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     assert (used / "best.pt").read_text() == "a run of yours"
+    assert (
+        main(["import-han", str(official[1]), "--out", str(tmp_path / "a"), "--data", "LPP"]) == 2
+    )
+    assert "--data LPP is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()

@@ -6,7 +6,7 @@
     avvp.evaluate("pred_audio.tsv", "pred_visual.tsv", "LLP", split="test")
 
 ``import avvp`` serves these names lazily; this module imports torch only when a run is loaded,
-so :func:`evaluate` works where numpy is all there is.
+so scoring predictions with :func:`evaluate` does not load it.
 """
 
 from __future__ import annotations

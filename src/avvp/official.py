@@ -203,6 +203,9 @@ def import_han(
         raise FileExistsError(
             f"--out {out} exists and is not empty; give a new folder for the converted run"
         )
+    for flag, folder in (("--data", data_root), ("--annotations", annotations)):
+        if folder is not None and not Path(folder).is_dir():
+            raise FileNotFoundError(f"{flag} {folder} is not a folder; give the LLP dataset folder")
     config = han_config(data_root, annotations)
     model_state, dropped = convert_state_dict(read_official_checkpoint(checkpoint), str(checkpoint))
     model = build_model(config)
