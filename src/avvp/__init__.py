@@ -1,4 +1,9 @@
-"""avvp: weakly-supervised audio-visual video parsing in one library."""
+"""avvp: weakly-supervised audio-visual video parsing in one library.
+
+The Python API (README, "Python API"): ``avvp.load_run(path)`` -> a run whose ``predict`` parses
+features shaped as on disk, ``avvp.evaluate(...)`` scores predictions with the exact protocol,
+``avvp.extract(...)`` writes LLP-layout features of video files.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Names served lazily so that ``import avvp`` (the CLI, evaluation-only use) does not import torch.
-_LAZY = {"poisson_binomial_pmf": "avvp.poisson_binomial"}
+_LAZY = {
+    "poisson_binomial_pmf": "avvp.poisson_binomial",
+    "load_run": "avvp.api",
+    "evaluate": "avvp.api",
+    "Run": "avvp.api",
+    "Parse": "avvp.api",
+    "Event": "avvp.api",
+    "extract": "avvp.extraction",
+}
 
-__all__ = ["__version__", "poisson_binomial_pmf"]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "write a trained run's predictions as TSV and .npz"),
     "plot": ("plot", "draw a trained run's parse of one video as a timeline PNG"),
     "report": ("report", "write an HTML and markdown report of one or more trained runs"),
+    "import-han": ("import_han", "convert a checkpoint of the official HAN code into a run"),
     "pseudo-labels": (
         "pseudo_labels",
         "make (CLIP PLG, simulated CLIP) and score segment-level pseudo-label files",

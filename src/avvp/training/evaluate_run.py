@@ -32,10 +32,13 @@ DATA_PATH_FLAGS = {"root": "--data", "annotations": "--annotations"}
 
 
 def load_run(
-    run_dir: str | Path, device: str = "cpu", overrides: list[str] = ()
+    run_dir: str | Path, device: str = "cpu", overrides: list[str] = (), check_data: bool = True
 ) -> tuple[Config, nn.Module, Method]:
-    """(config, model, method) of a run's best checkpoint; ``overrides`` adjust data or eval."""
-    return _rebuild(_best_checkpoint(run_dir, device), device, overrides, run_dir)
+    """(config, model, method) of a run's best checkpoint; ``overrides`` adjust data or eval.
+
+    ``check_data=False`` for callers that bring their own features (the Python API): then the
+    data folder the run was trained on need not exist here."""
+    return _rebuild(_best_checkpoint(run_dir, device), device, overrides, run_dir, check_data)
 
 
 def _best_checkpoint(run_dir: str | Path, device: str) -> dict:
@@ -61,12 +64,17 @@ def check_saved_data_paths(saved: Config, config: Config, run_dir: str | Path) -
 
 
 def _rebuild(
-    checkpoint: dict, device: str, overrides: list[str], run_dir: str | Path
+    checkpoint: dict,
+    device: str,
+    overrides: list[str],
+    run_dir: str | Path,
+    check_data: bool = True,
 ) -> tuple[Config, nn.Module, Method]:
     saved = with_new_defaults(checkpoint["config"])
     config = merge(saved, parse_overrides(overrides), "")
     validate_config(config, training=False)
-    check_saved_data_paths(saved, config, run_dir)
+    if check_data:
+        check_saved_data_paths(saved, config, run_dir)
     model = build_model(config)
     model.load_state_dict(checkpoint["model"])
     model.to(resolve_device(device)).eval()
