@@ -682,8 +682,8 @@ def feature_key(filename: str) -> str:
     return video_id(filename) if FILENAME_PATTERN.fullmatch(filename) else filename
 
 
-def _key_problem(filename: str) -> str | None:
-    """Why ``filename`` cannot name feature files, or None."""
+def video_name_problem(filename: str) -> str | None:
+    """Why ``filename`` cannot name a video in a video list and its feature files, or None."""
     if not filename:
         return "is empty"
     if "/" in filename or "\\" in filename or filename.startswith("."):
@@ -723,7 +723,7 @@ def read_video_list(path: str | Path) -> VideoList:
         if not row or not any(value.strip() for value in row):
             continue
         filename = row[0].strip()
-        problem = _key_problem(filename)
+        problem = video_name_problem(filename)
         if problem:
             raise AnnotationError(f"{path}: line {line}: filename {filename!r} {problem}")
         key = feature_key(filename)
@@ -743,7 +743,7 @@ def read_video_list(path: str | Path) -> VideoList:
 def write_video_list(path: str | Path, filenames: Sequence[str]) -> Path:
     """Write a video list (header ``filename``, one video a row) atomically."""
     for filename in filenames:
-        problem = _key_problem(filename)
+        problem = video_name_problem(filename)
         if problem:
             raise ValueError(f"video name {filename!r} {problem}; rename the file")
     return atomic_write(
@@ -857,5 +857,6 @@ __all__ = [
     "load_videos",
     "read_feature_file",
     "read_video_list",
+    "video_name_problem",
     "write_video_list",
 ]
