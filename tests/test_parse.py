@@ -171,3 +171,25 @@ def test_an_extractor_the_run_cannot_read_is_an_error(run, clips, tmp_path, caps
     err = capsys.readouterr().err
     assert "reads fake_audio features of dim 4, 1 rows a second" in err
     assert "the fake_audio extractor gives dim 5" in err
+
+
+def test_extract_then_predict_gives_the_parse_of_avvp_parse(run, clips, tmp_path):
+    """The two routes from a video file, through feature files or in memory, agree."""
+    data, pred, parsed = tmp_path / "data", tmp_path / "pred", tmp_path / "parsed"
+    videos = [str(clips["clip"]), str(clips["long"])]
+    listing = tmp_path / "videos.txt"
+    listing.write_text("\n".join(videos) + "\n")
+    extract = ["extract", "--videos", str(listing), "--out", str(data), "--random-weights"]
+    assert main([*extract, "--features", "fake_audio,fake_visual", "--no-progress"]) == 0
+    with pytest.warns(UserWarning, match=rf"{data}: features made with --random-weights"):
+        assert main(["predict", "--run", str(run), "--data", str(data), "--out", str(pred)]) == 0
+    assert parse(*videos, "--run", str(run), "--out", str(parsed)) == 0
+    predicted = np.load(pred / "probabilities.npz")
+    assert predicted["filenames"].tolist() == ["clip", "long"]
+    assert predicted["segments"].tolist() == [4, 25]
+    for row, name in enumerate(["clip", "long"]):
+        one = np.load(parsed / name / "probabilities.npz")
+        length = predicted["segments"][row]
+        for key in ("segment_prob_audio", "segment_prob_visual"):
+            np.testing.assert_allclose(predicted[key][row, :length], one[key][0], atol=1e-6)
+        np.testing.assert_allclose(predicted["video_prob"][row], one["video_prob"][0], atol=1e-6)
