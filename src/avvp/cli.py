@@ -24,6 +24,8 @@ from avvp import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "write a synthetic dataset in the LLP layout"),
     "cache": ("cache", "build the consolidated feature cache of a dataset"),
+    "extract": ("extract", "write LLP-layout features (VGGish, ResNet-152, ...) of video files"),
+    "parse": ("parse", "parse video files with a trained run: events as TSV and JSON, a timeline"),
     "check": ("check", "validate a whole dataset and list what to fix before training"),
     "evaluate": ("evaluate", "score predictions (files or a trained run) with the exact protocol"),
     "train": ("train", "train a method (han, poibin, ppl, vplan, ...) on a dataset"),

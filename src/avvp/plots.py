@@ -38,6 +38,8 @@ MIN_RELATIVE_SPAN = 0.1
 TRACK = 1.0
 BAR = 0.8
 CLASS_STEP = 2 * TRACK + 0.6
+# Up to this many seconds the time axis has a tick every second.
+MAX_SECOND_TICKS = 15
 
 
 def display_name(name: str) -> str:
@@ -89,11 +91,12 @@ class TimelinePanel:
     written beside its prediction track; with ``video_threshold`` (the gate's, when a gate
     applies) a probability below it is marked as gating the class off. ``suppressed`` (2, T, C)
     marks segments at or above the segment threshold that the gate turned off: without the mark
-    a dark segment outside every predicted event looks like a bug.
+    a dark segment outside every predicted event looks like a bug. ``gt`` None: a video without
+    labels (``avvp parse``), drawn with empty ground-truth tracks marked "no GT".
     """
 
     title: str
-    gt: np.ndarray  # bool ground truth
+    gt: np.ndarray | None  # bool ground truth
     prob: np.ndarray  # segment probabilities in [0, 1]
     pred: np.ndarray  # bool binarized prediction
     video_prob: np.ndarray | None = None
@@ -101,13 +104,14 @@ class TimelinePanel:
     suppressed: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        names = ["gt", "prob", "pred"] + (["suppressed"] if self.suppressed is not None else [])
+        names = ["gt"] if self.gt is not None else []
+        names += ["prob", "pred"] + (["suppressed"] if self.suppressed is not None else [])
         shapes = {name: np.shape(getattr(self, name)) for name in names}
-        if len(set(shapes.values())) != 1 or len(shapes["gt"]) != 3 or shapes["gt"][0] != 2:
+        if len(set(shapes.values())) != 1 or len(shapes["prob"]) != 3 or shapes["prob"][0] != 2:
             raise ValueError(
                 f"panel {self.title!r}: {', '.join(names)} must be (2, T, C), {shapes}"
             )
-        expected = (2, shapes["gt"][2])
+        expected = (2, shapes["prob"][2])
         if self.video_prob is not None and np.shape(self.video_prob) != expected:
             raise ValueError(
                 f"panel {self.title!r}: video_prob must be (2, C) = {expected}, found "
@@ -120,7 +124,11 @@ def timeline_classes(panels: Sequence[TimelinePanel]) -> list[int]:
 
     Ground-truth classes on top let a reader take in the true events before the false alarms.
     """
-    in_gt = np.any([panel.gt.any(axis=(0, 1)) for panel in panels], axis=0)
+    in_gt = np.any(
+        [panel.gt.any(axis=(0, 1)) for panel in panels if panel.gt is not None]
+        or [np.zeros(panels[0].prob.shape[2], dtype=bool)],
+        axis=0,
+    )
     predicted = np.any([panel.pred.any(axis=(0, 1)) for panel in panels], axis=0)
     return [*np.flatnonzero(in_gt).tolist(), *np.flatnonzero(predicted & ~in_gt).tolist()]
 
@@ -141,8 +149,8 @@ def timeline_figure(
     """
     if not panels:
         raise ValueError("no panels to draw")
-    segments, classes = panels[0].gt.shape[1:]
-    if any(panel.gt.shape != (2, segments, classes) for panel in panels):
+    segments, classes = panels[0].prob.shape[1:]
+    if any(panel.prob.shape != (2, segments, classes) for panel in panels):
         raise ValueError("all panels must show the same number of segments and classes")
     if len(class_names) != classes:
         raise ValueError(f"{len(class_names)} class names for {classes} classes")
@@ -162,9 +170,10 @@ def timeline_figure(
         axes = subfigure.subplots(1, 2, sharey=True)
         for stream, ax in enumerate(axes):
             mappable = _draw_tracks(ax, panel, stream, shown, norm)
-            _style_timeline_axes(ax, stream, shown, class_names, segments)
+            _style_timeline_axes(ax, stream, shown, class_names, segments, panel.gt is not None)
     gates = {panel.video_threshold for panel in panels if panel.video_prob is not None}
-    _timeline_legend(subfigures[-1], mappable, threshold, gates)
+    has_gt = any(panel.gt is not None for panel in panels)
+    _timeline_legend(subfigures[-1], mappable, threshold, gates, has_gt)
     if title:
         figure.suptitle(title, fontsize=12)
     return figure
@@ -175,9 +184,10 @@ def _draw_tracks(ax, panel: TimelinePanel, stream: int, shown: list[int], norm: 
     gt_boxes, gt_colors, prob_boxes, probs = [], [], [], []
     for row, klass in enumerate(shown):
         top = row * CLASS_STEP
-        for t in range(panel.gt.shape[1]):
-            gt_boxes.append(Rectangle((t, top), 1, BAR))
-            gt_colors.append(GT_COLOR if panel.gt[stream, t, klass] else EMPTY_COLOR)
+        for t in range(panel.prob.shape[1]):
+            if panel.gt is not None:
+                gt_boxes.append(Rectangle((t, top), 1, BAR))
+                gt_colors.append(GT_COLOR if panel.gt[stream, t, klass] else EMPTY_COLOR)
             prob_boxes.append(Rectangle((t, top + TRACK), 1, BAR))
             probs.append(panel.prob[stream, t, klass])
         # Outline whole predicted events, not segments, so each event reads as one interval.
@@ -250,13 +260,21 @@ def _events(track: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _style_timeline_axes(
-    ax, stream: int, shown: list[int], class_names: Sequence[str], segments: int
+    ax,
+    stream: int,
+    shown: list[int],
+    class_names: Sequence[str],
+    segments: int,
+    has_gt: bool = True,
 ) -> None:
     rows = max(len(shown), 1)
     ax.set_xlim(0, segments)
     ax.set_ylim(rows * CLASS_STEP - (CLASS_STEP - TRACK - BAR), -0.3)
     ax.set_title(STREAMS[stream], fontsize=10)
-    ax.set_xticks(range(segments + 1))
+    if segments <= MAX_SECOND_TICKS:
+        ax.set_xticks(range(segments + 1))
+    else:  # a tick every second would run the labels of a long video into each other
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=MAX_SECOND_TICKS, integer=True))
     ax.set_xlabel("time (s)")
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
@@ -267,7 +285,8 @@ def _style_timeline_axes(
         [row * CLASS_STEP + offset + BAR / 2 for row in range(len(shown)) for offset in (0, TRACK)],
         minor=True,
     )
-    ax.set_yticklabels(["GT", "pred"] * len(shown), minor=True, fontsize=7, color="#555555")
+    tracks = ["GT" if has_gt else "no GT", "pred"]
+    ax.set_yticklabels(tracks * len(shown), minor=True, fontsize=7, color="#555555")
     ax.tick_params(axis="y", which="both", length=0)
     if stream == 0:
         ax.set_yticklabels([display_name(class_names[k]) for k in shown], fontsize=9)
@@ -279,13 +298,24 @@ def _style_timeline_axes(
 
 
 def _timeline_legend(
-    subfigure, mappable, threshold: float | None, gates: Collection[float | None]
+    subfigure,
+    mappable,
+    threshold: float | None,
+    gates: Collection[float | None],
+    has_gt: bool = True,
 ) -> None:
     legend_ax, colorbar_ax = subfigure.subplots(1, 2, width_ratios=[1.2, 1])
     legend_ax.axis("off")
-    handles = [
-        Patch(facecolor=GT_COLOR, label="GT: event on (ground truth)"),
-        Patch(facecolor=EMPTY_COLOR, label="GT: event off"),
+    if has_gt:
+        handles = [
+            Patch(facecolor=GT_COLOR, label="GT: event on (ground truth)"),
+            Patch(facecolor=EMPTY_COLOR, label="GT: event off"),
+        ]
+    else:
+        handles = [
+            Patch(facecolor="white", edgecolor="#bbbbbb", label="no GT: a video without labels")
+        ]
+    handles += [
         Patch(
             facecolor="white",
             edgecolor=PRED_COLOR,

@@ -19,7 +19,9 @@ clock (a few ms) after the cache was built is not noticed; ``avvp cache`` after
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -33,11 +35,14 @@ import numpy as np
 
 from avvp.classes import NUM_SEGMENTS
 from avvp.data.annotations import (
+    FILENAME_PATTERN,
     SPLITS,
+    AnnotationError,
     AudioGroundTruth,
     DenseLabels,
     LLPAnnotations,
     WeakLabels,
+    read_text,
     video_id,
 )
 from avvp.io_utils import atomic_write, write_json
@@ -531,6 +536,7 @@ def load_split(
     audio_gt: str | AudioGroundTruth = "2024",
     use_cache: bool = True,
     progress: bool = True,
+    dense: bool = True,
 ) -> SplitData:
     """Features, weak labels and (val, test) dense labels of one split of an LLP-layout folder.
 
@@ -539,6 +545,8 @@ def load_split(
     features are memory-mapped from ``<root>/.avvp_cache``, built or rebuilt there when missing or
     stale (or, if the folder cannot be written, read into memory with one warning); without, read
     from the files into memory every time. The split CSVs live in ``annotations`` (default: root).
+    ``dense=False`` reads no dense labels (``SplitData.dense`` is None), so a split can be
+    predicted where the ``AVVP_eval_*.csv`` files are absent.
     """
     _check_split(split)
     root = Path(root)
@@ -547,12 +555,12 @@ def load_split(
     labels = LLPAnnotations(root if annotations is None else annotations, audio_gt)
     source = _source(root, labels, split)
     weak = labels.weak(split)
-    dense = None if split == "train" else labels.dense(split)
+    dense_labels = labels.dense(split) if dense and split != "train" else None
     if use_cache:
         features, _ = _cached_features(source, specs, progress)
     else:
         features = _read_in_memory(source, specs, progress)
-    return SplitData(split, weak.filenames, features, weak.labels, dense)
+    return SplitData(split, weak.filenames, features, weak.labels, dense_labels)
 
 
 def build_cache(
@@ -656,17 +664,199 @@ def data_fingerprint(
     return digest.hexdigest()
 
 
+# --- videos without labels ----------------------------------------------------------------------
+#
+# ``avvp extract`` writes the features of any videos in the LLP layout and lists them in
+# ``videos.csv`` (tab-separated, header ``filename``, one video a row). Such a folder has no split
+# CSVs and no ground truth, and its videos may last any number of seconds, so it is read into one
+# (T, D) array per video and feature set, without the consolidated cache.
+
+VIDEO_LIST = "videos.csv"
+VIDEO_LIST_COLUMN = "filename"
+
+
+def feature_key(filename: str) -> str:
+    """The name of a video's feature files ``feats/<name>/<key>.npy``: the YouTube id for an LLP
+    filename (``<11-char id>_<start>_<end>``), the filename itself otherwise (the file stem that
+    ``avvp extract`` lists)."""
+    return video_id(filename) if FILENAME_PATTERN.fullmatch(filename) else filename
+
+
+def video_name_problem(filename: str) -> str | None:
+    """Why ``filename`` cannot name a video in a video list and its feature files, or None."""
+    if not filename:
+        return "is empty"
+    if "/" in filename or "\\" in filename or filename.startswith("."):
+        return "is not a plain file name (a slash, or a leading dot)"
+    if any(character.isspace() and character != " " for character in filename):
+        return "holds a tab or a line break"
+    return None
+
+
+@dataclass(frozen=True)
+class VideoList:
+    """The videos of a ``videos.csv``, in file order, with their 1-based lines."""
+
+    path: Path
+    filenames: tuple[str, ...]
+    lines: tuple[int, ...]
+
+    def where(self, row: int) -> str:
+        return f"video {self.filenames[row]!r} on line {self.lines[row]} of {self.path}"
+
+
+def read_video_list(path: str | Path) -> VideoList:
+    """Read a video list: tab-separated, first column ``filename``; further columns (an LLP split
+    CSV's ``event_labels``) are ignored, so a split CSV lists its videos too."""
+    path = Path(path)
+    rows = list(csv.reader(io.StringIO(read_text(path), newline=""), delimiter="\t"))
+    if not rows or not rows[0] or rows[0][0].strip() != VIDEO_LIST_COLUMN:
+        found = rows[0] if rows else "nothing"
+        raise AnnotationError(
+            f"{path}: line 1: header {found} does not start with {VIDEO_LIST_COLUMN!r} "
+            "(a video list is tab-separated, one video a row, as `avvp extract` writes it)"
+        )
+    filenames: list[str] = []
+    lines: list[int] = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or not any(value.strip() for value in row):
+            continue
+        filename = row[0].strip()
+        problem = video_name_problem(filename)
+        if problem:
+            raise AnnotationError(f"{path}: line {line}: filename {filename!r} {problem}")
+        key = feature_key(filename)
+        if key in seen:
+            raise AnnotationError(
+                f"{path}: line {line}: video {filename!r} reads the feature files of line "
+                f"{seen[key]} ({key}.npy); list each video once"
+            )
+        seen[key] = line
+        filenames.append(filename)
+        lines.append(line)
+    if not filenames:
+        raise AnnotationError(f"{path}: no videos")
+    return VideoList(path, tuple(filenames), tuple(lines))
+
+
+def write_video_list(path: str | Path, filenames: Sequence[str]) -> Path:
+    """Write a video list (header ``filename``, one video a row) atomically."""
+    for filename in filenames:
+        problem = video_name_problem(filename)
+        if problem:
+            raise ValueError(f"video name {filename!r} {problem}; rename the file")
+    return atomic_write(
+        path,
+        lambda handle: handle.write(
+            "\n".join([VIDEO_LIST_COLUMN, *filenames]).encode("utf-8") + b"\n"
+        ),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Videos:
+    """Features of videos without labels, each of its own length, in list order.
+
+    ``features[v][name]`` is video v's (T_v, D) float32 segment features of a feature set
+    (file rows averaged in runs of ``frames``, as in :func:`load_split`).
+    """
+
+    root: Path
+    filenames: tuple[str, ...]
+    features: tuple[dict[str, np.ndarray], ...]
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    @property
+    def segments(self) -> tuple[int, ...]:
+        """The number of one-second segments of each video."""
+        return tuple(len(next(iter(video.values()))) for video in self.features)
+
+
+def _read_any_length(path: Path, spec: _Spec, where: str) -> np.ndarray:
+    """The (T, D) segment features of one file of any T; errors name the file and ``where``."""
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except FileNotFoundError:
+        raise MissingFeatureError(
+            f"feature file not found: {path} (feature set {spec.name!r}, asked for by {where})"
+        ) from None
+    except (OSError, ValueError, EOFError) as error:
+        raise FeatureError(f"{path}: not a readable .npy array ({error}) ({where})") from None
+    rows = shape[0] if len(shape) == 2 else 0
+    if rows < spec.frames or rows % spec.frames or shape[1:] != (spec.dim,):
+        raise FeatureError(
+            f"{path}: expected shape (T * {spec.frames}, {spec.dim}) (T segments x "
+            f"{spec.frames} frames, dim {spec.dim}, T >= 1), found {shape} "
+            f"(feature set {spec.name!r}, {where})"
+        )
+    try:
+        return read_feature_file(path, spec.dim, spec.frames, rows // spec.frames)
+    except FeatureError as error:
+        raise FeatureError(f"{error} (feature set {spec.name!r}, {where})") from None
+
+
+def load_videos(
+    root: str | Path,
+    *,
+    feature_dims: Mapping[str, int],
+    feature_frames: Mapping[str, int],
+    video_list: str | Path | None = None,
+) -> Videos:
+    """The features of the videos of ``video_list`` (default ``root/videos.csv``), no labels.
+
+    ``feature_dims`` names the feature sets to read (a model's); every file is validated as by
+    :func:`load_split` except that a video may have any number of segments T, the same in every
+    feature set. A missing feature set is an error naming the ``avvp extract`` that makes it.
+    """
+    root = Path(root)
+    specs = _specs(feature_dims, feature_frames)
+    listed = read_video_list(root / VIDEO_LIST if video_list is None else video_list)
+    problems = _folder_problems(root, specs)
+    if problems:
+        missing = ",".join(problems)
+        raise MissingFeatureError(
+            f"{next(iter(problems.values()))}; make it with `avvp extract --videos VIDEOS "
+            f"--out {root} --features {missing} --weights DIR`"
+        )
+    features = []
+    for row, filename in enumerate(listed.filenames):
+        video: dict[str, np.ndarray] = {}
+        for spec in specs:
+            path = root / FEATURES_DIRNAME / spec.name / f"{feature_key(filename)}.npy"
+            video[spec.name] = _read_any_length(path, spec, listed.where(row))
+        lengths = {name: len(array) for name, array in video.items()}
+        if len(set(lengths.values())) > 1:
+            found = ", ".join(f"{name} {length}" for name, length in lengths.items())
+            raise FeatureError(
+                f"{listed.where(row)}: its feature sets disagree on its number of seconds "
+                f"({found}); extract them again from the same video file"
+            )
+        features.append(video)
+    return Videos(root, listed.filenames, tuple(features))
+
+
 __all__ = [
     "CACHE_DIRNAME",
+    "VIDEO_LIST",
     "CacheInfo",
     "CacheWarning",
     "CacheWriteError",
     "FeatureError",
     "MissingFeatureError",
     "SplitData",
+    "VideoList",
+    "Videos",
     "build_cache",
     "cache_dir",
     "data_fingerprint",
+    "feature_key",
     "load_split",
+    "load_videos",
     "read_feature_file",
+    "read_video_list",
+    "video_name_problem",
+    "write_video_list",
 ]

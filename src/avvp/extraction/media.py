@@ -72,7 +72,10 @@ def read_audio(path: str | Path, sample_rate: int, seconds: int) -> np.ndarray:
     """The first audio stream as float32 mono (full scale 1.0) at ``sample_rate``, exactly
     ``seconds * sample_rate`` samples: cut, or padded with silence at the end.
 
-    Channels are averaged and the rate converted by FFmpeg's resampler (through PyAV).
+    The rate is converted by FFmpeg's resampler (through PyAV), channel by channel, and the
+    channels are then averaged here: FFmpeg's own downmix to mono weights each channel of a
+    stereo pair by 1/sqrt(2), not 1/2, which is louder than the mean that VGGish's reference
+    front end takes.
     """
     av = _av()
     path = Path(path)
@@ -81,11 +84,12 @@ def read_audio(path: str | Path, sample_rate: int, seconds: int) -> np.ndarray:
         if not container.streams.audio:
             raise VideoError(f"{path}: has no audio track")
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # Planar float keeps the input's channels, one row each, for the mean below.
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         try:
             for frame in container.decode(stream):
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+                chunks.extend(out.to_ndarray().mean(axis=0) for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray().mean(axis=0) for out in resampler.resample(None))
         except av.error.FFmpegError as error:
             raise VideoError(f"{path}: cannot decode its audio ({error})") from error
     wanted = seconds * sample_rate
@@ -113,7 +117,11 @@ def read_frames(path: str | Path, times: np.ndarray) -> np.ndarray:
         stream = container.streams.video[0]
         start = _seconds(stream.start_time, stream.time_base)
         wanted = 0  # index of the first time still waiting for its frame
-        first = shown = None  # the first and the latest decoded frame (RGB arrays)
+        first = None  # the first decoded frame, RGB
+        # The latest decoded frame, converted to RGB only once a time picks it: a 30-fps video
+        # sampled at 8 frames a second would otherwise spend most of its time converting
+        # frames nobody uses.
+        latest = latest_rgb = None
         try:
             for frame in container.decode(stream):
                 if frame.time is None:
@@ -121,18 +129,23 @@ def read_frames(path: str | Path, times: np.ndarray) -> np.ndarray:
                 time = frame.time - start
                 # Times before this frame's start get the frame shown until now.
                 while wanted < len(times) and times[wanted] < time:
-                    picked[wanted] = shown
+                    if latest is not None and latest_rgb is None:
+                        latest_rgb = latest.to_ndarray(format="rgb24")
+                    picked[wanted] = latest_rgb
                     wanted += 1
                 if wanted == len(times):
                     break
-                shown = frame.to_ndarray(format="rgb24")
-                first = shown if first is None else first
+                latest, latest_rgb = frame, None
+                if first is None:
+                    first = latest_rgb = frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as error:
             raise VideoError(f"{path}: cannot decode its video ({error})") from error
-    if shown is None:
+    if latest is None:
         raise VideoError(f"{path}: its video stream holds no frames")
+    if latest_rgb is None:
+        latest_rgb = latest.to_ndarray(format="rgb24")
     for index in range(len(times)):
         if picked[index] is None:
             # Before the first frame: that frame; after the last one: the last frame.
-            picked[index] = first if index < wanted else shown
+            picked[index] = first if index < wanted else latest_rgb
     return np.stack(picked)

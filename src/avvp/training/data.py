@@ -10,7 +10,7 @@ import numpy as np
 from avvp.config import SYNTHETIC, Config
 from avvp.data import dataset
 from avvp.data.annotations import DenseLabels
-from avvp.data.dataset import SplitData, load_split
+from avvp.data.dataset import SplitData, Videos, load_split
 
 SPLITS = ("train", "val", "test")
 
@@ -97,7 +97,10 @@ def train_subset(config: Config, train_size: int) -> np.ndarray | None:
     return np.sort(rng.choice(train_size, size=wanted, replace=False))
 
 
-def load_splits(config: Config, splits=SPLITS, progress: bool = True) -> dict[str, SplitData]:
+def load_splits(
+    config: Config, splits=SPLITS, progress: bool = True, dense: bool = True
+) -> dict[str, SplitData]:
+    """The ``splits`` of a run's data; ``dense=False``: without the dense ground truth."""
     root = data_root(config)
     features = config["features"]
     loaded = {
@@ -110,6 +113,7 @@ def load_splits(config: Config, splits=SPLITS, progress: bool = True) -> dict[st
             audio_gt=config["data"]["audio_gt"],
             use_cache=config["data"]["cache"],
             progress=progress,
+            dense=dense,
         )
         for split in splits
     }
@@ -118,6 +122,27 @@ def load_splits(config: Config, splits=SPLITS, progress: bool = True) -> dict[st
         if indices is not None:
             loaded["train"] = loaded["train"].subset(indices)
     return loaded
+
+
+def model_features(config: Config) -> tuple[dict[str, int], dict[str, int]]:
+    """(dims, frames) of the feature sets a run's model reads, and of those only."""
+    features = config["features"]
+    names = dict.fromkeys(features["audio"] + features["visual"])
+    return (
+        {name: features["dims"][name] for name in names},
+        {name: features["frames"].get(name, 1) for name in names},
+    )
+
+
+def load_unlabelled(
+    config: Config, root: str | Path, video_list: str | Path | None = None
+) -> Videos:
+    """The videos of ``root/videos.csv`` (or ``video_list``) without labels, as
+    :func:`avvp.data.dataset.load_videos` reads them, in the feature sets of the run's model."""
+    dims, frames = model_features(config)
+    return dataset.load_videos(
+        root, feature_dims=dims, feature_frames=frames, video_list=video_list
+    )
 
 
 def load_hidden_train_labels(config: Config) -> DenseLabels | None:
