@@ -81,6 +81,9 @@ class Extractor(ABC):
         self.weights = None if weights is None else Path(weights)
         self.device = torch.device(device)
         self.random_weights = random_weights
+        # The files (or checkpoint folders) the network was loaded from: extraction.json records
+        # each with its sha256, so features are traceable to the exact weights.
+        self.weight_files: list[Path] = []
 
     @abstractmethod
     def extract(self, video: str | Path, seconds: int) -> np.ndarray:

@@ -127,6 +127,7 @@ class ClipImage(Extractor):
         else:
             folder = checkpoint_folder(self.weights, "clip", "clip", CLIP_SOURCE, ())
             self.clip = _load_clip(folder, str(self.device))
+            self.weight_files = [folder]
         self.dim = self.clip.dim
 
     def extract(self, video: str | Path, seconds: int) -> np.ndarray:
@@ -190,6 +191,7 @@ class ClapAudio(Extractor):
             folder = checkpoint_folder(
                 self.weights, "clap", "clap", CLAP_SOURCE, ("preprocessor_config.json",)
             )
+            self.weight_files = [folder]
             try:
                 model = transformers.ClapModel.from_pretrained(folder, local_files_only=True)
                 self.feature_extractor = transformers.ClapFeatureExtractor.from_pretrained(

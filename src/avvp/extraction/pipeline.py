@@ -265,8 +265,8 @@ def build_extractors(
 def describe(extractor: Extractor, options: Mapping[str, Any]) -> dict[str, Any]:
     """What extraction.json records of a feature set; equal records mean equal features.
 
-    The weight files are those an extractor lists in ``weight_files`` (paths; a folder stands
-    for every file in it), each with its sha256.
+    The weight files are the extractor's ``weight_files`` (paths; a folder stands for every
+    file in it), each with its sha256.
     """
     kind = type(extractor)
     record: dict[str, Any] = {
@@ -279,18 +279,11 @@ def describe(extractor: Extractor, options: Mapping[str, Any]) -> dict[str, Any]
     if extractor.random_weights:
         record["weights"] = RANDOM
     else:
-        files = getattr(extractor, "weight_files", None)
-        if files is None and extractor.weights is None:
-            record["weights"] = None
-        elif files is None:
-            record["weights"] = {
-                "folder": str(extractor.weights),
-                "files": "not listed by the extractor",
-            }
-        else:
-            record["weights"] = {
-                str(path): _sha256(path) for listed in files for path in _files(Path(listed))
-            }
+        record["weights"] = {
+            str(path): _sha256(path)
+            for listed in extractor.weight_files
+            for path in _files(Path(listed))
+        }
     return record
 
 

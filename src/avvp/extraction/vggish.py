@@ -249,6 +249,7 @@ class VGGish(Extractor):
         pca_path = None
         if self.postprocess:
             pca_path = weight_path(self.weights, PCA_FILE, self.name, RELEASE + PCA_FILE)
+        self.weight_files = [path] if pca_path is None else [path, pca_path]
         network = VGGishNetwork()
         try:
             network.load_state_dict(_load(path))

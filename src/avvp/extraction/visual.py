@@ -314,6 +314,7 @@ class _VisualExtractor(Extractor):
             network, self.weights, filenames, self.name, source, random_weights
         )
         self.net = net.to(self.device).eval()
+        self.weight_files = [] if self.weight_file is None else [self.weight_file]
 
     @abstractmethod
     def _inputs(self, frames: torch.Tensor) -> torch.Tensor:
