@@ -4,7 +4,9 @@
                                        [--features vggish,res152,r2plus1d_18,clip,clap]
                                        [--device cpu|cuda]
 
-Each extractor is built with random weights (the speed does not depend on the values) and run
+Each extractor is built with random weights (the speed does not depend on the values; but the
+random ``clip`` and ``clap`` networks are small stand-ins, not ViT-B/32 or HTSAT, so their rows
+time the decoding and plumbing, not the real checkpoints) and run
 ``--repeats`` times on the same video (default: LLP's sample video, 10 s) after one warm-up run;
 a row is the median time of a run and the videos per second it makes. Two rows measure decoding
 alone (PyAV: the audio at 16 kHz, the frames at 8 a second), the part every extractor pays, and
@@ -76,11 +78,24 @@ def measure(video: Path, names: list[str], repeats: int, device: torch.device) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", type=Path, default=SAMPLE)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--features", default=FEATURES)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--video", type=Path, default=SAMPLE, help=f"video to extract (default: {SAMPLE})"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs a row, after a warm-up (default: 3)"
+    )
+    parser.add_argument(
+        "--features", default=FEATURES, help=f"comma-separated extractors (default: {FEATURES})"
+    )
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default: cpu)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file stem (default: benchmarks/results/extract_speed[_cuda])",
+    )
     args = parser.parse_args(argv)
     if not args.video.is_file():
         parser.error(f"{args.video} not found; pass --video PATH")
@@ -127,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     note = (
         f"One video: {args.video.name}, {seconds} s; median of {args.repeats} runs after a "
-        f"warm-up; random weights (speed does not depend on them).{missing} "
+        f"warm-up; random weights (speed does not depend on them; the random clip and clap "
+        "networks are small stand-ins, so their rows time decoding and plumbing, not the real "
+        f"checkpoints).{missing} "
         f"{machine_sentence(facts)}"
     )
     out = args.out or RESULTS / ("extract_speed_cuda" if device.type == "cuda" else "extract_speed")

@@ -120,3 +120,12 @@ def test_the_sample_video_decodes():
     frames = read_frames(SAMPLE, (np.arange(80) + 0.5) / 8)
     assert frames.shape == (80, 240, 320, 3)
     assert len({frame.tobytes() for frame in frames}) > 40  # distinct frames, not one repeated
+
+
+def test_reading_a_late_part_seeks_and_gives_the_same_frames(tmp_path):
+    long = write_video(tmp_path / "long.mp4", 40)
+    times = np.arange(8 * 25, 8 * 30) / 8 + 0.01  # seconds 25-29: decoding starts near 24 s
+    sought = read_frames(long, times)
+    np.testing.assert_array_equal(sought, read_frames(long, times, seek=False))
+    for frame, time in zip(sought, times, strict=True):
+        assert abs(frame.mean() - level(int(time))) < 3

@@ -100,10 +100,20 @@ def read_audio(path: str | Path, sample_rate: int, seconds: int) -> np.ndarray:
     return np.pad(waveform, (0, wanted - len(waveform)))
 
 
-def read_frames(path: str | Path, times: np.ndarray) -> np.ndarray:
+# Decoding starts at the keyframe before ``times[0] - SEEK_MARGIN`` when that is later than this:
+# reading a late part of a long video (a chunk of a long video's frames) then costs that part, not
+# everything before it. The margin guards against containers whose seek lands a little late.
+SEEK_AFTER = 5.0
+SEEK_MARGIN = 1.0
+
+
+def read_frames(path: str | Path, times: np.ndarray, seek: bool = True) -> np.ndarray:
     """RGB frames (len(times), H, W, 3) uint8 of the first video stream at ``times`` (seconds from
     the stream's start, ascending): for each time, the last frame shown at that time (the first
     frame for times before it, the last frame for times after the end).
+
+    ``seek``: start decoding near ``times[0]`` (see :data:`SEEK_AFTER`) instead of at the start;
+    the frames are the same.
     """
     av = _av()
     path = Path(path)
@@ -123,6 +133,9 @@ def read_frames(path: str | Path, times: np.ndarray) -> np.ndarray:
         # frames nobody uses.
         latest = latest_rgb = None
         try:
+            if seek and times[0] - SEEK_MARGIN > SEEK_AFTER:
+                target = start + times[0] - SEEK_MARGIN
+                container.seek(int(target / stream.time_base), stream=stream, backward=True)
             for frame in container.decode(stream):
                 if frame.time is None:
                     raise VideoError(f"{path}: has video frames without timestamps")
