@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -10,6 +11,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+
+
+@functools.cache
+def _umask() -> int:
+    # The only way to read the umask is to set it; set it straight back, once per process (a
+    # thread creating a file meanwhile would get the wrong mode).
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
@@ -27,6 +37,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
+            # mkstemp makes the file private (0600); give it the mode an ordinary write would.
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException as error:
