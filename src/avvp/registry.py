@@ -17,6 +17,7 @@ KINDS = ("model", "pooling", "method", "extractor")
 BUILTIN_MODULES = (
     "avvp.models",
     "avvp.methods.han",
+    "avvp.methods.ma",
     "avvp.methods.poibin",
     "avvp.methods.ppl",
     "avvp.methods.vplan",
