@@ -289,6 +289,7 @@ def test_every_option_of_the_preset_is_checked():
         ("checkpoint", "first"),
         ("global_target", "both"),
         ("exchange_threshold", 0),
+        ("exchange_scale", "rank"),
         ("visual_label_smoothing", 2),
         ("contrastive_weight", -1),
         ("contrastive_temperature", 0),
@@ -336,6 +337,7 @@ def test_ma_trains_its_three_steps_into_one_run_folder(dataset, ma_run, capsys):
     for split in ("train", "val"):  # train: the hidden labels of the synthetic set
         for stream in ("audio", "visual"):
             assert set(quality[split][stream]) == {"precision", "recall", "f1"}
+    assert len(quality["train"]["class_scales"]["visual"]) == len(CLASSES)
     removed = int((weak & (audio == 0)).sum()) + int((weak & (visual == 0)).sum())
     assert quality["train"]["removed_audio"] + quality["train"]["removed_visual"] == removed
     # The official code keeps the last epoch of steps 1 and 3.
@@ -425,6 +427,25 @@ def test_a_finished_run_or_the_han_preset_can_be_the_base(dataset, tmp_path, mon
     base = (run / "base" / "config.yaml").read_text()
     assert "name: han" in base and "epochs: 2" in base
     assert "MA step 1/3: base model (han)" in capsys.readouterr().out
+
+
+def test_class_scales_without_errors_remove_nothing_unless_the_threshold_stands_alone(
+    dataset, ma_run, tmp_path, monkeypatch, capsys
+):
+    base = f"method.base_run={ma_run / 'base'}"
+    with monkeypatch.context() as patch:  # a base model without any error on the train split
+        patch.setattr(ma, "class_error_scales", lambda prob, weak: torch.full((25,), math.nan))
+        assert train_ma(dataset, tmp_path / "official", base) == 0
+    out = capsys.readouterr().out
+    for stream in ("audio", "visual"):
+        assert f"makes no {stream} error on the training split" in out
+    quality = json.loads((tmp_path / "official" / "ma_labels_quality.json").read_text())
+    assert quality["train"]["removed_audio"] == quality["train"]["removed_visual"] == 0
+    assert quality["train"]["class_scales"]["audio"] == [None] * 25
+    assert train_ma(dataset, tmp_path / "unscaled", base, "method.exchange_scale=none") == 0
+    record = json.loads((tmp_path / "unscaled" / "ma_exchange.json").read_text())
+    assert record["audio_scale"] == record["visual_scale"] == [1.0] * 25
+    assert "makes no" not in capsys.readouterr().out
 
 
 def test_step1_alone_trains_on_the_weak_labels(dataset, tmp_path):

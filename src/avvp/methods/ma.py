@@ -15,8 +15,10 @@ The authors' code (``Yu-Wu/Modaily-Aware-Audio-Visual-Video-Parsing``) has three
    same for audio. A weak label c of a video is *not visible* when, with the partner's audio and
    the video's own visual stream, both stream probabilities fall below ``0.5 scale_v[c]``; *not
    audible* when, with the partner's visual stream and the video's own audio, both fall below
-   ``0.5 scale_a[c]``. The labels that remain are written to ``RUN/ma_labels.npz`` (video-level
-   ``audio`` / ``visual``, V x 25, the pseudo-label file contract).
+   ``0.5 scale_a[c]``. A class without errors (scale 0) and a stream without any (0 / 0) remove
+   nothing, as in the code [``exchange_scale: none``: every scale 1, the threshold alone]. The
+   labels that remain are written to ``RUN/ma_labels.npz`` (video-level ``audio`` / ``visual``,
+   V x 25, the pseudo-label file contract).
 3. **Retraining** (``step3_retrain``) from scratch on those labels:
    ``BCE(P_a, y_a) + BCE(P_v, y_v) + BCE(P, y_g) + L_c`` with y_a the audio labels, y_v the visual
    labels smoothed as HAN smooths them (``0.9 w + 0.05``) except that a removed visual label is 0,
@@ -105,6 +107,11 @@ class Checkpoint(Choice, label="method.checkpoint"):
 class GlobalTarget(Choice, label="method.global_target"):
     AUDIO = "audio"
     WEAK = "weak"
+
+
+class ExchangeScale(Choice, label="method.exchange_scale"):
+    ERROR = "error"  # the official class scales (error rates over their maximum)
+    NONE = "none"  # every class scale 1: the threshold alone
 
 
 # ---- losses
@@ -316,7 +323,9 @@ def modality_exchange(
 # ---- the label file and its quality
 
 
-def save_video_labels(path: Path, video_ids: tuple[str, ...], audio, visual) -> Path:
+def save_video_labels(
+    path: Path, video_ids: tuple[str, ...], audio: np.ndarray, visual: np.ndarray
+) -> Path:
     """A per-stream video-level label file (common contract: keys ``video_ids``, ``classes``,
     ``audio``, ``visual``; arrays V x 25, float in [0, 1]), written atomically."""
     arrays = {
@@ -385,6 +394,11 @@ def label_quality(result: ExchangeResult, truth: DenseLabels | None) -> dict[str
     return quality
 
 
+def json_numbers(values: np.ndarray) -> list[float | None]:
+    """``values`` as a JSON list, NaN as null (strict JSON has no NaN)."""
+    return [float(value) if np.isfinite(value) else None for value in values]
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -436,6 +450,7 @@ class MA(Method):
         "checkpoint": one_of(Checkpoint),
         "global_target": one_of(GlobalTarget),
         "exchange_threshold": number(0, above=True),
+        "exchange_scale": one_of(ExchangeScale),
         "contrastive_weight": number(0),
         "contrastive_temperature": number(0, above=True),
         "contrastive_smoothing": number(0, 1),
@@ -538,10 +553,31 @@ class MA(Method):
                 "features (method.base_run)"
             )
         seed, threshold = self.config["seed"], self.options["exchange_threshold"]
+        unscaled = ExchangeScale.parse(self.options["exchange_scale"]) is ExchangeScale.NONE
+        ones = np.ones(NUM_CLASSES, dtype=np.float32)
         result = modality_exchange(
-            model, train, config, np.random.default_rng([seed, 0]), trainer.device, None, threshold
+            model,
+            train,
+            config,
+            np.random.default_rng([seed, 0]),
+            trainer.device,
+            (ones, ones) if unscaled else None,
+            threshold,
         )
+        for stream, scale in (("audio", result.audio_scale), ("visual", result.visual_scale)):
+            if not np.isfinite(scale).any():
+                # Error rates all 0: the official division 0 / 0 removes nothing.
+                print(
+                    f"MA step 2/3: the base model makes no {stream} error on the training split, "
+                    f"so no {stream} label is removed (as in the official code; "
+                    "method.exchange_scale=none uses the threshold alone)",
+                    flush=True,
+                )
         quality = {"train": label_quality(result, trainer.hidden_train_labels)}
+        quality["train"]["class_scales"] = {
+            "audio": json_numbers(result.audio_scale),
+            "visual": json_numbers(result.visual_scale),
+        }
         if "val" in trainer.data and trainer.data["val"].dense is not None:
             # The same rule on val, with the train split's class scales: labels scored against
             # val's ground truth, which no training reads.
@@ -565,8 +601,9 @@ class MA(Method):
                 "labels_sha256": file_sha256(path),
                 "seed": seed,
                 "threshold": threshold,
-                "audio_scale": result.audio_scale.tolist(),
-                "visual_scale": result.visual_scale.tolist(),
+                "exchange_scale": self.options["exchange_scale"],
+                "audio_scale": json_numbers(result.audio_scale),
+                "visual_scale": json_numbers(result.visual_scale),
                 "partners": [
                     train.video_ids[int(other)] if other >= 0 else None for other in result.partners
                 ],
