@@ -333,6 +333,8 @@ def test_ma_trains_its_three_steps_into_one_run_folder(dataset, ma_run, capsys):
     rows = {video: row for row, video in enumerate(train.video_ids)}
     for video, partner in zip(train.video_ids, record["partners"], strict=True):
         assert partner is not None and not (weak[rows[video]] & weak[rows[partner]]).any()
+    with np.load(ma_run / "ma_labels_val.npz") as stored:
+        assert stored["visual"].shape == (len(stored["video_ids"]), len(CLASSES))
     quality = json.loads((ma_run / "ma_labels_quality.json").read_text())
     for split in ("train", "val"):  # train: the hidden labels of the synthetic set
         for stream in ("audio", "visual"):

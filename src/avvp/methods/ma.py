@@ -39,7 +39,8 @@ step 3 has started training on; step 3 resumes from ``RUN/last.pt``, whose metho
 labels' digest. The random state is the same after steps 1-2 whether they ran in this process or
 an earlier one, so a run killed between steps ends as an uninterrupted one.
 ``RUN/ma_labels_quality.json`` scores the labels: on synthetic data against the hidden train
-labels, and, with the train split's class scales, the same rule on val against its ground truth.
+labels, and, with the train split's class scales, the same rule on val (``RUN/ma_labels_val.npz``,
+which nothing trains on) against its ground truth.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
 
 BASE_FOLDER = "base"
 LABEL_FILE = "ma_labels.npz"
+VAL_LABEL_FILE = "ma_labels_val.npz"  # the same rule on val, to score; no step trains on it
 EXCHANGE_RECORD = "ma_exchange.json"
 QUALITY_FILE = "ma_labels_quality.json"
 # step2_find_exchange/main_avvp.py: a stream "predicts" a class above 0.5 (strictly), which gives
@@ -591,6 +593,12 @@ class MA(Method):
                 threshold,
             )
             quality["val"] = label_quality(val, trainer.data["val"].dense)
+            save_video_labels(
+                trainer.run_dir / VAL_LABEL_FILE,
+                trainer.data["val"].video_ids,
+                val.audio,
+                val.visual,
+            )
         save_video_labels(path, train.video_ids, result.audio, result.visual)
         write_json(trainer.run_dir / QUALITY_FILE, quality)
         write_json(
