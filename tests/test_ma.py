@@ -395,21 +395,24 @@ def test_a_run_killed_within_and_between_steps_ends_as_an_uninterrupted_one(
         np.testing.assert_array_equal(ours["visual"], theirs["visual"])
 
 
-def test_deleted_labels_are_computed_again_and_stale_ones_are_not_replaced(
+def test_step2_runs_again_for_missing_labels_or_new_settings_but_not_under_step3(
     dataset, ma_run, tmp_path, capsys
 ):
     run = Path(shutil.copytree(ma_run, tmp_path / "run"))
     (run / "ma_labels.npz").unlink()
     assert train_ma(dataset, run) == 0  # the same labels again: the finished run stands
     assert "MA step 2/3: modality exchange" in capsys.readouterr().out
-    record_path = run / "ma_exchange.json"
-    record = json.loads(record_path.read_text())
-    record["base_sha256"] = "0" * 64  # as if the labels came from another base model
-    record_path.write_text(json.dumps(record))
     labels = (run / "ma_labels.npz").read_bytes()
-    assert train_ma(dataset, run) == 2
+    assert train_ma(dataset, run, "method.exchange_threshold=0.3") == 2
     assert "step 3 has trained on it" in capsys.readouterr().err
     assert (run / "ma_labels.npz").read_bytes() == labels
+    for name in ("last.pt", "best.pt"):  # as if killed before step 3's first epoch
+        (run / name).unlink()
+    assert train_ma(dataset, run, "method.exchange_threshold=0.3") == 0
+    out = capsys.readouterr().out
+    assert f"{run / 'base'} is finished" in out and "MA step 2/3: modality exchange" in out
+    record = json.loads((run / "ma_exchange.json").read_text())
+    assert record["settings"]["threshold"] == 0.3
 
 
 def test_a_finished_run_or_the_han_preset_can_be_the_base(dataset, tmp_path, monkeypatch, capsys):

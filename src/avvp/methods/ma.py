@@ -34,8 +34,8 @@ a temperature of 0.2, is classified as its own time step, cross-entropy with lab
 rule and constant with its place in the official code and where avvp differs.
 
 Resuming: step 1 resumes as any run; step 2 is skipped when ``RUN/ma_labels.npz`` and the record
-``RUN/ma_exchange.json`` match the base's ``best.pt`` (sha256), and refuses to replace labels that
-step 3 has started training on; step 3 resumes from ``RUN/last.pt``, whose method state holds the
+``RUN/ma_exchange.json`` match the base's ``best.pt`` (sha256) and step 2's settings, and refuses
+to replace labels that step 3 has started training on; step 3 resumes from ``RUN/last.pt``, whose method state holds the
 labels' digest. The random state is the same after steps 1-2 whether they ran in this process or
 an earlier one, so a run killed between steps ends as an uninterrupted one.
 ``RUN/ma_labels_quality.json`` scores the labels: on synthetic data against the hidden train
@@ -71,6 +71,7 @@ from avvp.models.base import AUDIO
 from avvp.registry import register
 from avvp.training import distributed
 from avvp.training.batches import feature_names, make_batch
+from avvp.training.data import model_features
 from avvp.training.evaluate_run import load_run
 from avvp.training.inference import INFERENCE_BATCH_SIZE
 from avvp.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, Trainer
@@ -87,6 +88,8 @@ QUALITY_FILE = "ma_labels_quality.json"
 # step2_find_exchange/main_avvp.py: a stream "predicts" a class above 0.5 (strictly), which gives
 # the class error rates, and an exchanged prediction counts as absent below 0.5 x the class scale.
 PREDICTION_THRESHOLD = 0.5
+# Options that only steps 2 and 3 read.
+LATER_STEP_OPTIONS = ("base", "base_run", "global_target", "exchange_threshold", "exchange_scale")
 # Sections of a run's config that the base model shares with it under ``base: han``.
 SHARED_SECTIONS = ("seed", "data", "features", "model", "optim", "train", "eval")
 
@@ -430,7 +433,11 @@ def preserved_random_state() -> Iterator[None]:
 
 
 def base_config(config: Config) -> Config:
-    """The config of the base model (step 1) of an MA run's config."""
+    """The config of the base model (step 1) of an MA run's config.
+
+    ``base: official``: the run's config at ``stage: base``, the options that only steps 2-3 read
+    at their preset values, so that changing one of them does not make step 1 a different run.
+    """
     options = config["method"]
     if BaseModel.parse(options["base"]) is BaseModel.HAN:
         han = resolve_config("han")
@@ -438,6 +445,8 @@ def base_config(config: Config) -> Config:
             han[section] = copy.deepcopy(config[section])
         return han
     base = copy.deepcopy(config)
+    preset = resolve_config("ma")["method"]
+    base["method"].update({option: preset[option] for option in LATER_STEP_OPTIONS})
     base["method"]["stage"] = Stage.BASE.value
     return base
 
@@ -526,35 +535,44 @@ class MA(Method):
         """Step 2: ``RUN/ma_labels.npz`` from the base model, unless it is up to date."""
         path, record_path = trainer.run_dir / LABEL_FILE, trainer.run_dir / EXCHANGE_RECORD
         checkpoint = base_dir / BEST_CHECKPOINT
+        train = trainer.data["train"]
+        # What the labels depend on besides the base model.
+        settings = {
+            "seed": self.config["seed"],
+            "threshold": self.options["exchange_threshold"],
+            "exchange_scale": self.options["exchange_scale"],
+            "train_videos_sha256": hashlib.sha256("\n".join(train.video_ids).encode()).hexdigest(),
+        }
         base_digest = file_sha256(checkpoint)
         record = _read_record(record_path)
         if path.is_file():
-            if record.get("base_sha256") == base_digest and record.get(
-                "labels_sha256"
-            ) == file_sha256(path):
+            if (
+                record.get("base_sha256") == base_digest
+                and record.get("settings") == settings
+                and record.get("labels_sha256") == file_sha256(path)
+            ):
                 print(f"MA step 2/3: {path} is up to date with {checkpoint}", flush=True)
                 return path
             if (trainer.run_dir / LAST_CHECKPOINT).is_file():
                 raise ValueError(
-                    f"{path} was not made by {checkpoint} as it is now (see {record_path}), and "
-                    f"step 3 has trained on it ({trainer.run_dir / LAST_CHECKPOINT}); train into "
-                    "a new --out, or restore the base model"
+                    f"{path} was made by another base model than {checkpoint} is now, or with "
+                    f"other step-2 settings (see {record_path}), and step 3 has trained on it "
+                    f"({trainer.run_dir / LAST_CHECKPOINT}); train into a new --out, or restore "
+                    "the base model and the settings"
                 )
-        train = trainer.data["train"]
         print(
             f"MA step 2/3: modality exchange of the {len(train)} training videos with "
             f"{checkpoint} -> {path}",
             flush=True,
         )
         config, model, _ = load_run(base_dir, str(trainer.device))
-        if config["features"] != self.config["features"]:
+        if read_features(config) != read_features(self.config):
             raise ValueError(
-                f"{checkpoint} reads the features {config['features']['audio']} + "
-                f"{config['features']['visual']}, this run {self.config['features']['audio']} + "
-                f"{self.config['features']['visual']}; the base model must read this run's "
-                "features (method.base_run)"
+                f"{checkpoint} reads the features {read_features(config)}, this run "
+                f"{read_features(self.config)}; the base model (method.base_run) must read this "
+                "run's features"
             )
-        seed, threshold = self.config["seed"], self.options["exchange_threshold"]
+        seed, threshold = settings["seed"], settings["threshold"]
         unscaled = ExchangeScale.parse(self.options["exchange_scale"]) is ExchangeScale.NONE
         ones = np.ones(NUM_CLASSES, dtype=np.float32)
         result = modality_exchange(
@@ -607,9 +625,7 @@ class MA(Method):
                 "base_checkpoint": str(checkpoint.resolve()),
                 "base_sha256": base_digest,
                 "labels_sha256": file_sha256(path),
-                "seed": seed,
-                "threshold": threshold,
-                "exchange_scale": self.options["exchange_scale"],
+                "settings": settings,
                 "audio_scale": json_numbers(result.audio_scale),
                 "visual_scale": json_numbers(result.visual_scale),
                 "partners": [
@@ -667,6 +683,13 @@ class MA(Method):
                 f"the labels of {LABEL_FILE} differ from those this run trained on; train into "
                 "a new --out"
             )
+
+
+def read_features(config: Config) -> dict[str, Any]:
+    """The feature sets a config's model reads, by stream, with their dimensions and frames."""
+    dims, frames = model_features(config)
+    streams = {stream: list(config["features"][stream]) for stream in ("audio", "visual")}
+    return {**streams, "dims": dims, "frames": frames}
 
 
 def visual_stem(model: nn.Module) -> nn.Module:
