@@ -35,9 +35,9 @@ rule and constant with its place in the official code and where avvp differs.
 
 Resuming: step 1 resumes as any run; step 2 is skipped when ``RUN/ma_labels.npz`` and the record
 ``RUN/ma_exchange.json`` match the base's ``best.pt`` (sha256) and step 2's settings, and refuses
-to replace labels that step 3 has started training on; step 3 resumes from ``RUN/last.pt``, whose method state holds the
-labels' digest. The random state is the same after steps 1-2 whether they ran in this process or
-an earlier one, so a run killed between steps ends as an uninterrupted one.
+to replace labels that step 3 has started training on; step 3 resumes from ``RUN/last.pt``, whose
+method state holds the labels' digest. The random state is the same after steps 1-2 whether they
+ran in this process or an earlier one, so a run killed between steps ends as an uninterrupted one.
 ``RUN/ma_labels_quality.json`` scores the labels: on synthetic data against the hidden train
 labels, and, with the train split's class scales, the same rule on val (``RUN/ma_labels_val.npz``,
 which nothing trains on) against its ground truth.
