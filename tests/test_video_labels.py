@@ -3,11 +3,15 @@ training on them with ``data.video_labels``, against slow references."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from conftest import TINY_TRAINING as TINY
 from naive_eval import naive_evaluate
 
 from avvp.classes import CLASSES, NUM_CLASSES, NUM_SEGMENTS
@@ -232,3 +236,190 @@ def test_score_names_a_file_of_other_videos(dataset, tmp_path, capsys):
     path = save_video_labels(tmp_path / "v.npz", ids(3), audio=np.zeros((3, C), bool))
     assert main(["pseudo-labels", "score", str(path), "--data", str(dataset)]) == 2
     assert "cover none of the splits" in capsys.readouterr().err
+
+
+# ---- training on a label file (data.video_labels) ----------------------------------------------
+
+
+def train_ids(dataset: Path) -> tuple[str, ...]:
+    return LLPAnnotations(dataset).weak("train").video_ids
+
+
+def weak_as_file(dataset: Path, path: Path, streams=("audio", "visual")) -> Path:
+    """The weak train labels as a video-level label file, in reversed order."""
+    weak = LLPAnnotations(dataset).weak("train")
+    order = slice(None, None, -1)
+    arrays = {name: weak.labels[order].astype(bool) for name in streams}
+    return save_video_labels(path, list(weak.video_ids[order]), **arrays)
+
+
+def train(dataset: Path, out: Path, *extra: str, method: str = "han") -> int:
+    return main(
+        ["train", "--method", method, "--data", str(dataset), "--out", str(out), *TINY, *extra]
+    )
+
+
+def test_a_file_of_the_weak_labels_trains_exactly_as_none(dataset, tmp_path):
+    labels = weak_as_file(dataset, tmp_path / "weak.npz")
+    assert train(dataset, tmp_path / "plain") == 0
+    assert train(dataset, tmp_path / "file", f"data.video_labels={labels}") == 0
+    plain = torch.load(tmp_path / "plain" / "best.pt", weights_only=False)
+    with_file = torch.load(tmp_path / "file" / "best.pt", weights_only=False)
+    assert plain["epoch"] == with_file["epoch"]
+    for name, value in plain["model"].items():
+        assert torch.equal(value, with_file["model"][name]), name
+    for name in ("val_metrics.json", "test_metrics.json"):
+        assert (tmp_path / "plain" / name).read_text() == (tmp_path / "file" / name).read_text()
+    losses = [
+        [row["loss.mil"] for row in csv.DictReader((tmp_path / run / "metrics.csv").open())]
+        for run in ("plain", "file")
+    ]
+    assert losses[0] == losses[1]
+    assert with_file["config"]["data"]["video_labels"] == str(labels)
+
+
+def record_targets(monkeypatch) -> list[tuple[np.ndarray, ...]]:
+    """(batch positions, global, audio, visual targets) of every attentive MIL loss of training."""
+    from avvp.methods import base
+
+    calls: list[tuple[np.ndarray, ...]] = []
+    positions: list[np.ndarray] = []
+    forward, loss = base.Method.training_forward, base.attentive_mil_loss
+
+    def recording_forward(self, model, batch):
+        positions.append(batch.index.numpy().copy())
+        return forward(self, model, batch)
+
+    def recording_loss(output, weak, smoothing, audio_target=None, visual_target=None, **rest):
+        def copy(target):
+            return None if target is None else target.detach().numpy().copy()
+
+        calls.append((positions[-1], copy(weak), copy(audio_target), copy(visual_target)))
+        return loss(output, weak, smoothing, audio_target=audio_target, visual_target=visual_target)
+
+    monkeypatch.setattr(base.Method, "training_forward", recording_forward)
+    monkeypatch.setattr(base, "attentive_mil_loss", recording_loss)
+    return calls
+
+
+@pytest.mark.parametrize("streams", [("audio", "visual"), ("audio",)])
+def test_training_uses_the_files_labels_as_targets(dataset, tmp_path, monkeypatch, streams):
+    ids_ = train_ids(dataset)
+    weak = LLPAnnotations(dataset).weak("train").labels
+    rng = np.random.default_rng(3)
+    stored = {name: (rng.random((len(ids_), C)) < 0.3) for name in streams}
+    order = rng.permutation(len(ids_))
+    path = save_video_labels(
+        tmp_path / "labels.npz",
+        [ids_[row] for row in order],
+        **{name: array[order] for name, array in stored.items()},
+    )
+    calls = record_targets(monkeypatch)
+    assert train(dataset, tmp_path / "run", f"data.video_labels={path}") == 0
+    assert calls
+    for positions, used_global, used_audio, used_visual in calls:
+        for row, position in enumerate(positions):
+            video = ids_[position]  # no train subset: position = row of the split
+            index = ids_.index(video)
+            for c in range(C):
+                audio = float(stored["audio"][index, c])
+                visual = float(stored["visual"][index, c]) if "visual" in stored else weak[index, c]
+                assert used_audio[row, c] == audio
+                assert used_visual[row, c] == visual
+                assert used_global[row, c] == max(audio, visual)
+    metrics = [row for row in csv.DictReader((tmp_path / "run" / "metrics.csv").open())]
+    assert train(dataset, tmp_path / "plain") == 0
+    plain = [row for row in csv.DictReader((tmp_path / "plain" / "metrics.csv").open())]
+    assert metrics[0]["loss.mil"] != plain[0]["loss.mil"]
+
+
+def test_a_train_subset_is_covered_by_its_own_videos(dataset, tmp_path, monkeypatch):
+    from avvp.training.data import train_subset
+
+    ids_ = train_ids(dataset)
+    config = {"data": {"train_videos": 20, "train_subset_seed": 0}}
+    subset = [ids_[index] for index in train_subset(config, len(ids_))]
+    path = save_video_labels(tmp_path / "s.npz", subset, audio=np.ones((20, C), bool))
+    calls = record_targets(monkeypatch)
+    flags = [f"data.video_labels={path}", "data.train_videos=20"]
+    assert train(dataset, tmp_path / "run", *flags) == 0
+    assert all((audio == 1).all() for _, _, audio, _ in calls)
+
+
+def test_labels_missing_train_videos_are_an_error_before_the_data_load(
+    dataset, tmp_path, monkeypatch, capsys
+):
+    from avvp.training import data
+
+    ids_ = train_ids(dataset)
+    path = save_video_labels(tmp_path / "part.npz", ids_[3:], visual=np.ones((len(ids_) - 3, C)))
+
+    def no_data_load(*args, **kwargs):
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr(data, "load_splits", no_data_load)
+    assert train(dataset, tmp_path / "run", f"data.video_labels={path}") == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"avvp train: error: data.video_labels: {path}: no labels for 3 of the {len(ids_)} train "
+        f"videos: {ids_[0]!r}, {ids_[1]!r}, {ids_[2]!r}; label every train video\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_method_checks_the_loaded_split_too(dataset, tmp_path):
+    from avvp.config import resolve_config
+    from avvp.methods.base import Method
+    from avvp.training.data import load_splits
+
+    ids_ = train_ids(dataset)
+    path = save_video_labels(tmp_path / "part.npz", ids_[1:], audio=np.ones((len(ids_) - 1, C)))
+    config = resolve_config("han", overrides=[f"data.root={dataset}", f"data.video_labels={path}"])
+    splits = load_splits(config, ("train",), progress=False, dense=False)
+    with pytest.raises(ValueError, match=re.escape(f"no labels for 1 of the {len(ids_)} train")):
+        Method(config, splits["train"])
+    assert Method(config, None).video_labels is None  # evaluation reads no label file
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "absent.npz", "data.video_labels: video-level label file not found"),
+        (
+            lambda tmp: save_pseudo_labels(tmp / "s.npz", ids(2), audio=np.ones((2, T, C))),
+            "segment-level labels, where video-level ones are needed",
+        ),
+    ],
+)
+def test_bad_label_files_are_config_errors(dataset, tmp_path, capsys, make, message):
+    path = make(tmp_path)
+    assert train(dataset, tmp_path / "run", f"data.video_labels={path}") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("avvp train: error: ") and message in error and str(path) in error
+
+
+def test_methods_that_ignore_the_file_refuse_it(dataset, tmp_path, capsys):
+    path = weak_as_file(dataset, tmp_path / "weak.npz")
+    flags = [f"data.video_labels={path}"]
+    assert train(dataset, tmp_path / "run", *flags, method="poibin") == 2
+    error = capsys.readouterr().err
+    assert "data.video_labels: method poibin does not train on video-level label files" in error
+    assert "(methods that do: han)" in error
+
+
+def test_resume_refuses_a_label_file_that_changed(dataset, tmp_path, monkeypatch, capsys):
+    from avvp.training import trainer as trainer_module
+
+    path = weak_as_file(dataset, tmp_path / "weak.npz")
+    original = trainer_module.Trainer._run_epoch
+
+    def run_then_die(self, writer):
+        original(self, writer)
+        raise KeyboardInterrupt("simulated kill after epoch 1")
+
+    monkeypatch.setattr(trainer_module.Trainer, "_run_epoch", run_then_die)
+    assert train(dataset, tmp_path / "run", f"data.video_labels={path}") == 130
+    monkeypatch.setattr(trainer_module.Trainer, "_run_epoch", original)
+    weak_as_file(dataset, path, streams=("audio",))  # the same path, other labels
+    assert train(dataset, tmp_path / "run", f"data.video_labels={path}") == 2
+    assert f"data.video_labels {path} changed since this run started" in capsys.readouterr().err

@@ -62,14 +62,15 @@ class _StreamLabels:
             if array is not None
         }
 
-    def aligned(self, video_ids: Sequence[str]) -> Self:
-        """The labels of ``video_ids``, in that order; a ValueError names the ids not covered."""
+    def aligned(self, video_ids: Sequence[str], what: str = "videos asked for") -> Self:
+        """The labels of ``video_ids``, in that order; a ValueError names the ids not covered
+        (``what``: how it names ``video_ids``)."""
         index = {identifier: row for row, identifier in enumerate(self.video_ids)}
         missing = [identifier for identifier in video_ids if identifier not in index]
         if missing:
             raise ValueError(
-                f"{self.source}: no labels for {len(missing)} of the {len(video_ids)} videos "
-                f"asked for: {_first_few(missing)}"
+                f"{self.source}: no labels for {len(missing)} of the {len(video_ids)} {what}: "
+                f"{_first_few(missing)}"
             )
         rows = np.array([index[identifier] for identifier in video_ids], dtype=np.intp)
 
