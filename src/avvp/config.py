@@ -36,6 +36,8 @@ SYNTHETIC = "synthetic"  # data.root naming the built-in synthetic set, not a fo
 PATH_KEYS = (
     "data.root",
     "data.annotations",
+    "data.video_labels",
+    "train.init_from",
     "method.visual_labels",
     "method.audio_labels",
     "method.base_run",
@@ -313,6 +315,7 @@ def _base_rules() -> dict[str, Rule]:
         "data.synthetic_difficulty": number(0, nullable=True),
         "data.train_videos": number(1, integer=True, nullable=True),
         "data.train_subset_seed": number(0, LARGEST_SEED, integer=True),
+        "data.video_labels": path_string(nullable=True),
         "model.d_model": number(1, integer=True),
         "model.num_heads": number(1, integer=True),
         "model.dropout": number(0, 1),
@@ -328,6 +331,7 @@ def _base_rules() -> dict[str, Rule]:
         "train.num_workers": number(0, integer=True),
         "train.select_metric": one_of(f"{level}.{name}" for level in LEVELS for name in METRICS),
         "train.progress": boolean(),
+        "train.init_from": path_string(nullable=True),
         "eval.threshold": number(0, 1),
         "eval.gate": one_of(Gate),
         "eval.iou": one_of(IoUMode),
@@ -381,11 +385,68 @@ def rule_problems(section: Mapping[str, Any], rules: Mapping[str, Rule], where: 
 
 
 def method_problems(method: type[Method], config: Config, training: bool = True) -> list[str]:
-    """What is wrong with the ``method`` section for ``method`` (its rules and combinations)."""
-    return [
+    """What is wrong with the ``method`` section for ``method`` (its rules and combinations),
+    and, with ``training``, a label file in ``data.video_labels`` it would not read."""
+    problems = [
         *rule_problems(config["method"], method.OPTIONS, "method."),
         *method.config_problems(config, training),
     ]
+    labelled = config["data"].get("video_labels") is not None
+    if training and labelled and not method.TRAINS_ON_VIDEO_LABELS:
+        from avvp import registry
+
+        able = [
+            name
+            for name in registry.available("method")
+            if registry.get("method", name).TRAINS_ON_VIDEO_LABELS
+        ]
+        problems.append(
+            f"data.video_labels: method {config['method']['name']} does not train on "
+            f"video-level label files (methods that do: {', '.join(able)}); unset "
+            "data.video_labels or train one of those"
+        )
+    return problems
+
+
+def _video_label_problems(config: Config) -> list[str]:
+    """What is wrong with ``data.video_labels`` that shows before any data is read: the file
+    (missing, invalid) and, where the train split's ids can be read from its CSV alone, the
+    train videos the file lacks. The method checks the coverage again on the loaded split."""
+    path = config["data"].get("video_labels")
+    if not isinstance(path, str) or not path:
+        return []  # null, or a bad value its rule reports
+    from avvp.pseudo_labels import load_video_labels
+
+    try:
+        labels = load_video_labels(Path(path))
+    except (OSError, ValueError) as error:
+        return [f"data.video_labels: {error}"]
+    video_ids = _train_video_ids(config)
+    if video_ids is not None:
+        try:
+            labels.aligned(video_ids, "train videos")
+        except ValueError as error:
+            return [f"data.video_labels: {error}; label every train video"]
+    return []
+
+
+def _train_video_ids(config: Config) -> list[str] | None:
+    """The ids of the videos a run trains on, from the split CSV alone; None where that cannot
+    tell (the built-in synthetic set, which may not exist yet, or annotations the data load will
+    report on)."""
+    root = config["data"]["root"]
+    if root == SYNTHETIC or not Path(root).is_dir():
+        return None
+    from avvp.data.annotations import LLPAnnotations
+    from avvp.training.data import train_subset
+
+    try:
+        annotations = LLPAnnotations(config["data"]["annotations"] or root, warn=False)
+        ids = annotations.weak("train").video_ids
+        indices = train_subset(config, len(ids))
+    except (OSError, ValueError):
+        return None
+    return list(ids) if indices is None else [ids[index] for index in indices]
 
 
 def raise_problems(problems: Iterable[str | None]) -> None:
@@ -399,7 +460,8 @@ def validate_config(config: Config, training: bool = True) -> None:
     """Check every value of a resolved config before anything is read or written.
 
     Raises :class:`ConfigError` naming each bad key, its value and what it accepts. With
-    ``training``, what only training reads is checked too (e.g. VPLAN's label files exist).
+    ``training``, what only training reads is checked too (e.g. VPLAN's label files exist, the
+    file of ``data.video_labels`` is valid and covers the train split).
     """
     from avvp import registry  # the method and model modules import this one
 
@@ -419,4 +481,6 @@ def validate_config(config: Config, training: bool = True) -> None:
         problems.append(unknown_name_message("method.name", name, methods))
     else:
         problems += method_problems(registry.get("method", name), config, training)
+    if training:
+        problems += _video_label_problems(config)
     raise_problems(problems)

@@ -1,23 +1,29 @@
-"""Pseudo-label files: segment-level labels per stream that any method can train from.
+"""Label files: per-stream labels, segment- or video-level, that methods can train from.
 
-A pseudo-label file is an ``.npz`` with
+A label file is an ``.npz`` with
 
 * ``video_ids`` (V,) strings: the 11-character video ids (``SplitData.video_ids``), unique;
 * ``classes`` (25,) strings: the LLP class names in LLP order (``avvp.classes.CLASSES``);
-* ``audio`` and/or ``visual`` (V, 10, 25): bool, 0/1 integers or floats in [0, 1] (soft labels).
+* ``audio`` and/or ``visual``: bool, 0/1 integers or floats in [0, 1] (soft labels), either
+  (V, 10, 25), segment-level *pseudo labels* (VPLAN's PLG and PLD write these), or (V, 25),
+  *video-level* labels per stream: whether each class is audible / visible anywhere in the video
+  (MA's and JoMoLD's refined labels; any method trains on them with ``data.video_labels``).
 
-:func:`load_pseudo_labels` validates everything and returns float32 arrays; :func:`plg_labels`
-is VPLAN's pseudo-label generation from CLIP scores (SPEC section 7), and
-:func:`label_quality` scores a label file against dense ground truth the way the VPLAN paper's
-Tables I and II do.
+:func:`load_pseudo_labels` and :func:`load_video_labels` validate everything and return float32
+arrays of one level, :func:`load_label_file` reads either; :func:`plg_labels` is VPLAN's
+pseudo-label generation from CLIP scores (SPEC section 7), and :func:`label_quality` /
+:func:`video_label_quality` score a label file against dense ground truth the way the VPLAN
+paper's Tables I and II do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -25,6 +31,9 @@ from avvp.classes import CLASSES, NUM_CLASSES, NUM_SEGMENTS
 from avvp.io_utils import atomic_write
 
 STREAMS = ("audio", "visual")
+# The two levels of label files and what their arrays' axes are.
+SEGMENT, VIDEO = "segment", "video"
+_AXES = {SEGMENT: "(videos, segments, classes)", VIDEO: "(videos, classes)"}
 # PLG's threshold on the CLIP softmax scores (VPLAN paper, Table I).
 PLG_THRESHOLD = 0.04
 # Soft labels are binarised here before the (binary) evaluation protocol scores them.
@@ -33,8 +42,8 @@ MAX_NAMED = 5
 
 
 @dataclass(frozen=True)
-class PseudoLabels:
-    """Segment-level pseudo labels of some videos, (V, T, C) float32 in [0, 1] per stream."""
+class _StreamLabels:
+    """Labels of some videos per stream, float32 in [0, 1]; the levels below say the shape."""
 
     video_ids: tuple[str, ...]
     audio: np.ndarray | None
@@ -53,22 +62,42 @@ class PseudoLabels:
             if array is not None
         }
 
-    def aligned(self, video_ids: Sequence[str]) -> PseudoLabels:
-        """The labels of ``video_ids``, in that order; a ValueError names the ids not covered."""
+    def aligned(self, video_ids: Sequence[str], what: str = "videos asked for") -> Self:
+        """The labels of ``video_ids``, in that order; a ValueError names the ids not covered
+        (``what``: how it names ``video_ids``)."""
         index = {identifier: row for row, identifier in enumerate(self.video_ids)}
         missing = [identifier for identifier in video_ids if identifier not in index]
         if missing:
             raise ValueError(
-                f"{self.source}: no labels for {len(missing)} of the {len(video_ids)} videos "
-                f"asked for: {_first_few(missing)}"
+                f"{self.source}: no labels for {len(missing)} of the {len(video_ids)} {what}: "
+                f"{_first_few(missing)}"
             )
         rows = np.array([index[identifier] for identifier in video_ids], dtype=np.intp)
 
         def pick(array: np.ndarray | None) -> np.ndarray | None:
             return None if array is None else array[rows]
 
+        return dataclasses.replace(
+            self, video_ids=tuple(video_ids), audio=pick(self.audio), visual=pick(self.visual)
+        )
+
+
+class PseudoLabels(_StreamLabels):
+    """Segment-level pseudo labels of some videos, (V, T, C) float32 in [0, 1] per stream."""
+
+
+class VideoLabels(_StreamLabels):
+    """Video-level labels of some videos per stream, (V, C) float32 in [0, 1]."""
+
+    def on_every_segment(self) -> PseudoLabels:
+        """Each video's label repeated on its T segments, as the weak label is when scored."""
         return PseudoLabels(
-            tuple(video_ids), pick(self.audio), pick(self.visual), source=self.source
+            self.video_ids,
+            *(
+                None if array is None else np.repeat(array[:, None, :], NUM_SEGMENTS, axis=1)
+                for array in (self.audio, self.visual)
+            ),
+            source=self.source,
         )
 
 
@@ -79,17 +108,69 @@ def save_pseudo_labels(
     audio: np.ndarray | None = None,
     visual: np.ndarray | None = None,
 ) -> Path:
-    """Validate and write a pseudo-label file atomically; returns ``path``.
+    """Validate and write a segment-level pseudo-label file atomically; returns ``path``.
 
     Binary labels are stored as bool, soft ones as float32.
     """
+    return _save(path, video_ids, SEGMENT, audio=audio, visual=visual)
+
+
+def save_video_labels(
+    path: Path,
+    video_ids: Sequence[str],
+    *,
+    audio: np.ndarray | None = None,
+    visual: np.ndarray | None = None,
+) -> Path:
+    """Validate and write a video-level label file, (V, C) per stream, atomically.
+
+    Binary labels are stored as bool, soft ones as float32; returns ``path``.
+    """
+    return _save(path, video_ids, VIDEO, audio=audio, visual=visual)
+
+
+def load_pseudo_labels(path: Path, video_ids: Sequence[str] | None = None) -> PseudoLabels:
+    """Read and validate a segment-level pseudo-label file; with ``video_ids``, aligned to them.
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file and the array,
+    video and segment at fault, for anything else: not an .npz, missing keys, a wrong shape
+    (video-level labels among them), NaN/inf or values outside [0, 1], another class list,
+    duplicate ids, no stream at all.
+    """
+    labels = _load(Path(path), SEGMENT)
+    return labels if video_ids is None else labels.aligned(video_ids)
+
+
+def load_video_labels(path: Path, video_ids: Sequence[str] | None = None) -> VideoLabels:
+    """Read and validate a video-level label file; with ``video_ids``, aligned to them.
+
+    The errors of :func:`load_pseudo_labels`, naming the video and class at fault; a
+    segment-level file is an error too.
+    """
+    labels = _load(Path(path), VIDEO)
+    return labels if video_ids is None else labels.aligned(video_ids)
+
+
+def load_label_file(path: Path) -> PseudoLabels | VideoLabels:
+    """A label file of either level, as its first stream's shape says, validated."""
+    return _load(Path(path), None)
+
+
+def _save(
+    path: Path,
+    video_ids: Sequence[str],
+    level: str,
+    *,
+    audio: np.ndarray | None,
+    visual: np.ndarray | None,
+) -> Path:
     path = Path(path)
-    where = f"pseudo labels for {path}"
+    where = f"{'pseudo' if level == SEGMENT else 'video-level'} labels for {path}"
     ids = _checked_ids(np.asarray(video_ids), where)
     arrays: dict[str, np.ndarray] = {"video_ids": np.array(ids), "classes": np.array(CLASSES)}
     for name, array in (("audio", audio), ("visual", visual)):
         if array is not None:
-            checked = _checked_stream(np.asarray(array), name, ids, where)
+            checked = _checked_stream(np.asarray(array), name, ids, where, level)
             binary = checked.dtype == np.bool_ or np.isin(checked, (0, 1)).all()
             arrays[name] = checked.astype(bool if binary else np.float32)
     if len(arrays) == 2:
@@ -97,23 +178,19 @@ def save_pseudo_labels(
     return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
-def load_pseudo_labels(path: Path, video_ids: Sequence[str] | None = None) -> PseudoLabels:
-    """Read and validate a pseudo-label file; with ``video_ids``, aligned to them.
-
-    Raises FileNotFoundError for a missing file and ValueError, naming the file and the array,
-    video and segment at fault, for anything else: not an .npz, missing keys, a wrong shape,
-    NaN/inf or values outside [0, 1], another class list, duplicate ids, no stream at all.
-    """
-    path = Path(path)
+def _load(path: Path, level: str | None) -> PseudoLabels | VideoLabels:
+    """The label file at ``path`` of ``level`` (None: the level its arrays have)."""
+    kind = {SEGMENT: "pseudo-label file", VIDEO: "video-level label file", None: "label file"}
+    what = kind[level]
     if not path.is_file():
-        raise FileNotFoundError(f"pseudo-label file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         stored = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable .npz pseudo-label file ({error})") from None
+        raise ValueError(f"{path}: not a readable .npz {what} ({error})") from None
     if not isinstance(stored, Mapping):
         raise ValueError(
-            f"{path}: a single .npy array, not an .npz pseudo-label file with video_ids, "
+            f"{path}: a single .npy array, not an .npz {what} with video_ids, "
             "classes and audio and/or visual"
         )
     with stored:
@@ -130,19 +207,21 @@ def load_pseudo_labels(path: Path, video_ids: Sequence[str] | None = None) -> Ps
             f"{where}: missing {', '.join(repr(key) for key in missing)} "
             f"(found {sorted(arrays) or 'no arrays'})"
         )
-    if not any(name in arrays for name in STREAMS):
+    present = [name for name in STREAMS if name in arrays]
+    if not present:
         raise ValueError(
             f"{where}: no 'audio' or 'visual' array, so no labels (found {sorted(arrays)})"
         )
     ids = _checked_ids(arrays["video_ids"], where)
     _check_classes(arrays["classes"], where)
+    if level is None:
+        level = VIDEO if arrays[present[0]].ndim == 2 else SEGMENT
     streams = {
-        name: _checked_stream(arrays[name], name, ids, where).astype(np.float32)
-        for name in STREAMS
-        if name in arrays
+        name: _checked_stream(arrays[name], name, ids, where, level).astype(np.float32)
+        for name in present
     }
-    labels = PseudoLabels(ids, streams.get("audio"), streams.get("visual"), source=where)
-    return labels if video_ids is None else labels.aligned(video_ids)
+    labels = PseudoLabels if level == SEGMENT else VideoLabels
+    return labels(ids, streams.get("audio"), streams.get("visual"), source=where)
 
 
 def plg_labels(
@@ -177,12 +256,12 @@ def video_level(labels: np.ndarray) -> np.ndarray:
 
 
 def video_precision_recall(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Video-level precision and recall in percent of (V, C) binary labels, two ways.
+    """Video-level precision, recall and F1 in percent of (V, C) binary labels.
 
     ``precision``/``recall``: the per-video values averaged over videos, 0 for a video with no
     predicted (precision) or no true (recall) class; this is how the VPLAN paper's Table I is
     computed (it reproduces its weak-label row: precision 66.96 on LLP val). ``pooled_*``: the
-    counts summed over all videos first.
+    counts summed over all (video, class) pairs first; ``pooled_f1`` is their harmonic mean.
     """
     predicted = np.asarray(predicted).astype(bool)
     truth = np.asarray(truth).astype(bool)
@@ -195,6 +274,7 @@ def video_precision_recall(predicted: np.ndarray, truth: np.ndarray) -> dict[str
         "recall": 100 * float(recall.mean()),
         "pooled_precision": 100 * float(hits.sum() / max(said.sum(), 1)),
         "pooled_recall": 100 * float(hits.sum() / max(real.sum(), 1)),
+        "pooled_f1": 100 * float(2 * hits.sum() / max(said.sum() + real.sum(), 1)),
     }
 
 
@@ -238,6 +318,19 @@ def label_quality(
                 for level in ("segment", "event")
             }
     return result
+
+
+def video_label_quality(
+    labels: VideoLabels, weak: np.ndarray, truth_audio: np.ndarray, truth_visual: np.ndarray
+) -> dict:
+    """:func:`label_quality` of video-level labels, each put on every segment of its video.
+
+    The video-level numbers compare the labels with the ground truth's video level (a class is
+    audible in a video iff it is in any of its audio segments, likewise visible); the segment-
+    and event-level F-scores are those of the labels on every segment, as the weak row is scored,
+    so that row is their reference (a video-level label cannot place an event in time).
+    """
+    return label_quality(labels.on_every_segment(), weak, truth_audio, truth_visual)
 
 
 def _first_few(values: Sequence[str]) -> str:
@@ -287,12 +380,24 @@ def _check_classes(classes: np.ndarray, where: str) -> None:
         )
 
 
-def _checked_stream(array: np.ndarray, name: str, ids: tuple[str, ...], where: str) -> np.ndarray:
-    expected = (len(ids), NUM_SEGMENTS, NUM_CLASSES)
+def _level_shape(level: str, videos: int) -> tuple[int, ...]:
+    return (videos, NUM_SEGMENTS, NUM_CLASSES) if level == SEGMENT else (videos, NUM_CLASSES)
+
+
+def _checked_stream(
+    array: np.ndarray, name: str, ids: tuple[str, ...], where: str, level: str
+) -> np.ndarray:
+    expected = _level_shape(level, len(ids))
     if array.shape != expected:
+        other = VIDEO if level == SEGMENT else SEGMENT
+        hint = (
+            f": {other}-level labels, where {level}-level ones are needed"
+            if array.shape == _level_shape(other, len(ids))
+            else ""
+        )
         raise ValueError(
-            f"{where}: array {name!r} has shape {array.shape}, expected (videos, segments, "
-            f"classes) = {expected}"
+            f"{where}: array {name!r} has shape {array.shape}, expected "
+            f"{_AXES[level]} = {expected}{hint}"
         )
     if array.dtype == np.bool_:
         return array
@@ -305,11 +410,12 @@ def _checked_stream(array: np.ndarray, name: str, ids: tuple[str, ...], where: s
         (~((array >= 0) & (array <= 1)), "a value outside [0, 1]"),
     ):
         if bad.any():
-            video, segment, klass = (int(i) for i in np.argwhere(bad)[0])
-            value = array[video, segment, klass].item()
+            position = tuple(int(i) for i in np.argwhere(bad)[0])
+            video, klass = position[0], position[-1]
+            segment = f", segment {position[1]}" if level == SEGMENT else ""
             raise ValueError(
-                f"{where}: array {name!r} has {what} ({value!r}) at video {ids[video]!r} "
-                f"(row {video}), segment {segment}, class {CLASSES[klass]}; "
+                f"{where}: array {name!r} has {what} ({array[position].item()!r}) at video "
+                f"{ids[video]!r} (row {video}){segment}, class {CLASSES[klass]}; "
                 f"{int(bad.sum())} such entries"
             )
     return array

@@ -5,8 +5,8 @@
 * ``clip``: VPLAN's PLG (SPEC section 7): CLIP scores of one frame a segment, thresholded and
   ANDed with the weak labels, written as a visual pseudo-label file. Scores come from a local CLIP
   checkpoint (``avvp.clip_labels``) or, on synthetic data, from the simulated ones.
-* ``score``: how close a label file comes to the dense ground truth (the VPLAN paper's Tables I
-  and II), with the weak label alone as the reference row.
+* ``score``: how close a label file, segment- or video-level, comes to the dense ground truth
+  (the VPLAN paper's Tables I and II), with the weak label alone as the reference row.
 * ``denoise``: VPLAN's PLD: a trained ``vplan`` run flips the labels of its visual label file
   where its own loss is high; train again with the refined file.
 
@@ -190,11 +190,16 @@ def _run_score(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_file(args.json, "--json", ".json")
 
-    from avvp.pseudo_labels import label_quality, load_pseudo_labels
+    from avvp.pseudo_labels import (
+        VideoLabels,
+        label_quality,
+        load_label_file,
+        video_label_quality,
+    )
 
     # The ignored annotation rows are `avvp evaluate`'s (and `avvp check`'s) to report.
     annotations = LLPAnnotations(args.annotations or args.data, args.audio_gt, warn=False)
-    stored = load_pseudo_labels(args.labels)
+    stored = load_label_file(args.labels)
     held = _splits_held(stored.video_ids, annotations)
     split = args.split or (held[0] if held else None)
     if split is None or split not in held:
@@ -213,15 +218,27 @@ def _run_score(args: argparse.Namespace) -> int:
     else:
         truth = annotations.dense(split)
     labels = stored.aligned(weak.video_ids)
-    quality = label_quality(labels, weak.labels, truth.audio, truth.visual)
-    print(f"{args.labels} on {split} ({len(weak)} videos, audio GT {args.audio_gt})")
-    print(format_quality(quality))
+    video = isinstance(labels, VideoLabels)
+    score = video_label_quality if video else label_quality
+    quality = score(labels, weak.labels, truth.audio, truth.visual)
+    level = "video" if video else "segment"
+    print(
+        f"{args.labels} on {split} ({len(weak)} videos, audio GT {args.audio_gt}, "
+        f"{level}-level labels)"
+    )
+    print(format_quality(quality, video))
     if args.json is not None:
         from avvp.io_utils import write_json
 
         write_json(
             args.json,
-            {"file": str(args.labels), "split": split, "videos": len(weak), **quality},
+            {
+                "file": str(args.labels),
+                "level": level,
+                "split": split,
+                "videos": len(weak),
+                **quality,
+            },
         )
     return 0
 
@@ -262,16 +279,23 @@ def _split_mismatch(
     return f"{path} has no labels for {missing} of the {len(weak)} {split} videos; {way_out}"
 
 
-def format_quality(quality: dict) -> str:
-    """The table ``score`` prints: one row per (labels or weak, stream)."""
+def format_quality(quality: dict, video_level: bool = False) -> str:
+    """The table ``score`` prints: one row per (labels or weak, stream); ``video_level``: the
+    labels are video-level ones, scored on every segment of their video."""
     header = (
         f"{'':<16}{'video P':>10}{'video R':>10}{'pooled P':>10}{'pooled R':>10}"
-        f"{'segment F':>11}{'event F':>10}"
+        f"{'pooled F1':>11}{'segment F':>11}{'event F':>10}"
     )
     lines = [
-        "video-level precision / recall: per-video mean (VPLAN Table I), pooled over videos",
-        header,
+        "video-level precision / recall: per-video mean (VPLAN Table I), pooled over (video, "
+        "class) pairs"
     ]
+    if video_level:
+        lines.append(
+            "segment F, event F: each video-level label on all 10 segments of its video, as the "
+            "weak label is scored"
+        )
+    lines.append(header)
     for row, streams in quality.items():
         for stream, numbers in streams.items():
             if stream == "audio_visual":
@@ -280,7 +304,7 @@ def format_quality(quality: dict) -> str:
             lines.append(
                 f"{row + ' ' + stream:<16}{video['precision']:>10.2f}{video['recall']:>10.2f}"
                 f"{video['pooled_precision']:>10.2f}{video['pooled_recall']:>10.2f}"
-                f"{numbers['segment_f1']:>11.2f}{numbers['event_f1']:>10.2f}"
+                f"{video['pooled_f1']:>11.2f}{numbers['segment_f1']:>11.2f}{numbers['event_f1']:>10.2f}"
             )
     return "\n".join(lines)
 

@@ -58,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no progress bars, per-epoch lines or notes on long steps (default: shown)",
     )
     parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="start the model from RUN's best.pt weights (fresh optimiser and schedule; RUN's "
+        "model config must match); with --seeds, a folder of seed-S runs gives each seed its "
+        "own. Recorded as train.init_from (default: random initialisation)",
+    )
+    parser.add_argument(
         "--resume-on-changed-data",
         action="store_true",
         help="resume a killed run although its data changed since it started (default: refuse)",
@@ -91,6 +100,25 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def init_sources(run: Path, seeds: list[int] | None) -> list[Path]:
+    """What each run starts from with ``--init-from RUN``: RUN itself, or with --seeds and no
+    RUN/best.pt, RUN/seed-S for each seed S (all of them, or it is an error)."""
+    from avvp.training.trainer import BEST_CHECKPOINT, init_checkpoint
+
+    if seeds is None or init_checkpoint(run).is_file():
+        return [run] * (1 if seeds is None else len(seeds))
+    per_seed = [run / f"seed-{seed}" for seed in seeds]
+    missing = [str(path) for path in per_seed if not (path / BEST_CHECKPOINT).is_file()]
+    if len(missing) == len(per_seed):
+        return [run] * len(seeds)  # no seed folders either: checking RUN says what is missing
+    if missing:
+        raise FileNotFoundError(
+            f"--init-from {run}: no {BEST_CHECKPOINT} in {', '.join(missing)}; train those seeds "
+            "first, or give --seeds only the seeds RUN has"
+        )
+    return per_seed
+
+
 def run(args: argparse.Namespace) -> int:
     from avvp.config import resolve_config, resolve_paths, validate_config
     from avvp.evaluation.metrics import format_table
@@ -107,8 +135,11 @@ def run(args: argparse.Namespace) -> int:
     from avvp.training.run_folder import claim_run_folder, refuse_foreign_folder
     from avvp.training.trainer import (
         BEST_CHECKPOINT,
+        LAST_CHECKPOINT,
         RUN_FILES,
         Trainer,
+        init_checkpoint,
+        load_init_weights,
         metric_label,
         resolve_device,
     )
@@ -123,16 +154,35 @@ def run(args: argparse.Namespace) -> int:
         overrides.append("train.progress=false")
     base = resolve_paths(resolve_config(args.method, args.config, overrides))
     configs = [base] if seeds is None else [{**base, "seed": seed} for seed in seeds]
+    run_dirs = [args.out] if seeds is None else [args.out / f"seed-{seed}" for seed in seeds]
+    if args.init_from is not None:
+        sources = init_sources(args.init_from, seeds)
+        configs = [
+            {**config, "train": {**config["train"], "init_from": str(source)}}
+            for config, source in zip(configs, sources, strict=True)
+        ]
+        configs = [resolve_paths(config) for config in configs]
     for config in configs:
         validate_config(config)
     resolve_device(base["train"]["device"])  # no GPU is an error now, not after the data load
+    for config, run_dir in zip(configs, run_dirs, strict=True):
+        source = config["train"]["init_from"]
+        if source is None:
+            continue
+        if init_checkpoint(source).resolve() == (run_dir / BEST_CHECKPOINT).resolve():
+            raise ValueError(
+                f"--init-from (train.init_from) {source} is this run's own folder; give another "
+                "run, or another --out"
+            )
+        # A run that will resume continues from its own last.pt and reads no init weights.
+        if not (run_dir / LAST_CHECKPOINT).is_file():
+            load_init_weights(config)
     # Before torchrun's process group exists, the rank comes from its environment.
     main = os.environ.get("RANK", "0") == "0"
     method, select = base["method"]["name"], metric_label(base["train"]["select_metric"])
     numbers = (
         f"F1 in % (higher is better) of {BEST_CHECKPOINT}, the epoch with the best val {select}"
     )
-    run_dirs = [args.out] if seeds is None else [args.out / f"seed-{seed}" for seed in seeds]
     if seeds is not None:
         refuse_foreign_folder(args.out, (SUMMARY_FILE, "seed-*"))
     with contextlib.ExitStack() as held:

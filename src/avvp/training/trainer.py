@@ -7,6 +7,11 @@ the last finished epoch: a killed run resumes from it with identical results), `
 model with the best validation score, used for evaluation and prediction) and, at the end,
 ``val_metrics.json`` and ``test_metrics.json`` in the evaluation's JSON format.
 
+A run may start from another run's weights (``train.init_from``, ``avvp train --init-from RUN``):
+its ``best.pt`` model, with a fresh optimiser, schedule and method state; the two models must be
+configured alike (``model.*`` and the feature sets the model reads). Only a run's start reads it:
+a resumed run continues from its own ``last.pt``.
+
 One process at a time trains in a run folder (:mod:`avvp.training.run_folder`). A resume checks
 that the config and the data (a fingerprint of its files) are the ones the run started with; a
 failure says which file and how to go on (a damaged checkpoint, a full disk, Ctrl-C, a batch
@@ -91,6 +96,64 @@ def load_checkpoint(
             f"{path} is not an avvp checkpoint (it lacks {', '.join(missing)}); {way_out}"
         )
     return checkpoint
+
+
+def init_checkpoint(source: str | Path) -> Path:
+    """The checkpoint ``train.init_from`` names: a run folder's best.pt, or a checkpoint file."""
+    path = Path(source)
+    return path / BEST_CHECKPOINT if path.is_dir() else path
+
+
+def model_config(config: Config) -> Config:
+    """What decides a model's weights: ``model.*`` and the feature sets it reads (their names,
+    dimensions and frames); feature sets the model does not read do not count."""
+    from avvp.training.data import model_features
+
+    dims, frames = model_features(config)
+    features = config["features"]
+    return {
+        "model": config["model"],
+        "features": {
+            "audio": features["audio"],
+            "visual": features["visual"],
+            "dims": dims,
+            "frames": frames,
+        },
+    }
+
+
+def load_init_weights(config: Config, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The model weights ``train.init_from`` names, for a run configured by ``config``.
+
+    Errors (before any data is read, when called early) name the source: no or an unreadable
+    best.pt, or a model configured otherwise than ``config``'s, with each difference.
+    """
+    source = config["train"]["init_from"]
+    path = init_checkpoint(source)
+    flag = "--init-from (train.init_from)"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{flag} {source}: no {BEST_CHECKPOINT} there (the run has not finished an epoch that "
+            "may be chosen, or the path is wrong); give a trained run folder or its checkpoint"
+        )
+    way_out = f"give {flag} a trained run whose {BEST_CHECKPOINT} is readable"
+    try:
+        checkpoint = load_checkpoint(path, device, BEST_KEYS, way_out)
+    except CheckpointError as error:
+        raise CheckpointError(f"{flag}: {error}") from None
+    differences = [
+        f"{'.'.join(key)}: {old!r} -> {new!r}"
+        for key, old, new in _config_differences(
+            model_config(with_new_defaults(checkpoint["config"])), model_config(config)
+        )
+    ]
+    if differences:
+        raise ValueError(
+            f"{flag} {source}: its model is configured otherwise than this run's "
+            f"({path} -> this run): {'; '.join(differences)}. Train with the same model.* and "
+            "features, or start from a run of this model"
+        )
+    return checkpoint["model"]
 
 
 def metric_label(dotted: str) -> str:
@@ -178,6 +241,11 @@ class Trainer:
         self.device = distributed.setup(resolve_device(config["train"]["device"]))
         seed_everything(config["seed"])
         self.model = build_model(config).to(self.device)
+        # Before the method exists, which may copy the model (PPL's momentum model); a run that
+        # will resume continues from its own last.pt instead.
+        if config["train"]["init_from"] is not None and not self.resumable():
+            self.model.load_state_dict(load_init_weights(config, self.device))
+            self.note(f"model initialised from {init_checkpoint(config['train']['init_from'])}")
         self.method: Method = create(
             "method", config["method"]["name"], config=config, train_data=data["train"]
         )
@@ -257,9 +325,13 @@ class Trainer:
             "--out"
         )
 
+    def resumable(self) -> bool:
+        """Whether the run folder holds a run to resume."""
+        return (self.run_dir / LAST_CHECKPOINT).is_file()
+
     def resume_if_possible(self) -> bool:
         path = self.run_dir / LAST_CHECKPOINT
-        if not path.is_file():
+        if not self.resumable():
             return False
         self.load_state_dict(load_checkpoint(path, self.device, LAST_KEYS, LAST_WAY_OUT))
         return True
