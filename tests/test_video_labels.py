@@ -16,6 +16,7 @@ from naive_eval import naive_evaluate
 
 from avvp.classes import CLASSES, NUM_CLASSES, NUM_SEGMENTS
 from avvp.cli import main
+from avvp.config import resolve_config
 from avvp.data.annotations import LLPAnnotations
 from avvp.data.synthetic import load_hidden_train_labels
 from avvp.pseudo_labels import (
@@ -401,10 +402,10 @@ def test_bad_label_files_are_config_errors(dataset, tmp_path, capsys, make, mess
 def test_methods_that_ignore_the_file_refuse_it(dataset, tmp_path, capsys):
     path = weak_as_file(dataset, tmp_path / "weak.npz")
     flags = [f"data.video_labels={path}"]
-    assert train(dataset, tmp_path / "run", *flags, method="poibin") == 2
+    assert train(dataset, tmp_path / "run", *flags, method="ppl") == 2
     error = capsys.readouterr().err
-    assert "data.video_labels: method poibin does not train on video-level label files" in error
-    assert "(methods that do: han)" in error
+    assert "data.video_labels: method ppl does not train on video-level label files" in error
+    assert "(methods that do: han, poibin)" in error
 
 
 def test_resume_refuses_a_label_file_that_changed(dataset, tmp_path, monkeypatch, capsys):
@@ -423,3 +424,39 @@ def test_resume_refuses_a_label_file_that_changed(dataset, tmp_path, monkeypatch
     weak_as_file(dataset, path, streams=("audio",))  # the same path, other labels
     assert train(dataset, tmp_path / "run", f"data.video_labels={path}") == 2
     assert f"data.video_labels {path} changed since this run started" in capsys.readouterr().err
+
+
+def test_poibin_on_a_file_of_the_weak_labels_trains_exactly_as_none(dataset, tmp_path):
+    # Joint counting: the file's union is the weak labels. (Per-stream counting takes a file's
+    # streams as each stream's targets, which the weak labels alone never claim.)
+    labels = weak_as_file(dataset, tmp_path / "weak.npz")
+    flags = ["method.warmup_epochs=1"]
+    assert train(dataset, tmp_path / "plain", *flags, method="poibin") == 0
+    file_flags = [*flags, f"data.video_labels={labels}"]
+    assert train(dataset, tmp_path / "file", *file_flags, method="poibin") == 0
+    plain = torch.load(tmp_path / "plain" / "best.pt", weights_only=False)
+    with_file = torch.load(tmp_path / "file" / "best.pt", weights_only=False)
+    for name, value in plain["model"].items():
+        assert torch.equal(value, with_file["model"][name]), name
+
+
+def test_poibin_counts_each_streams_labels_with_per_stream_counting(dataset, tmp_path):
+    from avvp.methods.poibin import PoiBin
+    from avvp.training.data import load_splits
+
+    weak = LLPAnnotations(dataset).weak("train")
+    audio = weak.labels.astype(bool)
+    visual = audio.copy()
+    visual[:, :12] = False  # some classes heard, never seen
+    path = save_video_labels(tmp_path / "ma.npz", list(weak.video_ids), audio=audio, visual=visual)
+    for counting, expected in (
+        ("per_stream", np.stack((audio, visual), axis=1)),
+        ("joint", (audio | visual)[:, None, :]),
+    ):
+        overrides = [*TINY, f"data.video_labels={path}", f"method.counting={counting}"]
+        overrides = [item for item in overrides if "=" in item and not item.startswith("--")]
+        config = resolve_config("poibin", None, [f"data.root={dataset}", *overrides])
+        train_data = load_splits(config, ("train",), progress=False)["train"]
+        method = PoiBin(config, train_data)
+        rows = [weak.video_ids.index(key) for key in train_data.video_ids]
+        np.testing.assert_array_equal(method.positive.numpy(), expected[rows])

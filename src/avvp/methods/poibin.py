@@ -9,7 +9,12 @@ tau (the augmentation). Counting runs over both streams jointly (N = 2T, the pap
 where a class is positive when at least tau_a segments are audible or tau_v visible.
 
 An optional warm-up trains with HAN's attentive loss alone first (the paper refines a pre-trained
-model); the best checkpoint is chosen among the epochs after it.
+model); the best checkpoint is chosen among the epochs after it. ``--init-from RUN`` starts from a
+finished run instead (paper 002: "a model pre-trained with MA setup"), and ``data.video_labels``
+(e.g. MA's ``ma_labels.npz``) replaces the weak labels: L_att takes its per-stream targets, joint
+counting its union; per-stream counting takes each stream's labels as that stream's positives
+and targets (``BCE(P(z_a >= tau_a), y_a) + BCE(P(z_v >= tau_v), y_v)``, ours: the paper counts
+jointly).
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ def joined_tau(tau_i: Tensor, tau_j: Tensor, positive_i: Tensor, positive_j: Ten
 
 @register("method", "poibin")
 class PoiBin(Method):
+    TRAINS_ON_VIDEO_LABELS = True
     OPTIONS: ClassVar[Mapping[str, Rule]] = {
         **Method.OPTIONS,
         "counting": one_of(Counting),
@@ -114,9 +120,27 @@ class PoiBin(Method):
         videos = 0 if train_data is None else len(train_data)
         # tau per (video, stream group, class); negatives keep 1 whatever the rule.
         self.tau = torch.ones(videos, groups, NUM_CLASSES, dtype=torch.long)
+        self.positive = self._train_positives(groups)
         if train_data is not None and self.tau_rule is TauRule.FIXED:
-            positive = torch.from_numpy(np.asarray(train_data.weak) > 0)[:, None, :]
-            self.tau = torch.where(positive, options["fixed_tau"], 1).expand_as(self.tau).clone()
+            self.tau = (
+                torch.where(self.positive, options["fixed_tau"], 1).expand_as(self.tau).clone()
+            )
+
+    def _train_positives(self, groups: int) -> Tensor:
+        """(train videos, groups, C) bool: the pairs whose count is estimated, from the weak
+        labels or, with ``data.video_labels``, from its union (joint) or its streams."""
+        if self.train_data is None:
+            return torch.zeros(0, groups, NUM_CLASSES, dtype=torch.bool)
+        weak = torch.from_numpy(np.asarray(self.train_data.weak) > 0)
+        labels = self.video_labels
+        if labels is None:
+            return weak[:, None, :].expand(-1, groups, -1)
+        audio, visual = (
+            weak if stream is None else stream > 0 for stream in (labels.audio, labels.visual)
+        )
+        if groups == 1:
+            return (audio | visual)[:, None, :]
+        return torch.stack((audio, visual), dim=1)
 
     # ---- training
     def training_forward(
@@ -125,30 +149,41 @@ class PoiBin(Method):
         options = self.options
         losses: dict[str, Tensor] = {}
         output = model(batch.features)
+        target, audio, visual = self.mil_targets(batch)
         # Warm-up pre-trains the segment classifier with L_att whatever the loss switches say.
         if options["attentive_loss"] or self.warming_up:
             losses["attentive"] = attentive_mil_loss(
-                output, batch.weak, options["visual_label_smoothing"]
+                output,
+                target,
+                options["visual_label_smoothing"],
+                audio_target=audio,
+                visual_target=visual,
             )
         if self.warming_up:
             return losses, {}
         tau = self.tau[batch.index.cpu()].to(batch.weak.device)
         if options["poibin_loss"]:
             groups = count_groups(output.segment_prob, self.counting)
-            pooled = pooled_probability(groups, tau, self.pmf_method)
-            losses["poibin"] = clamped_bce(pooled, batch.weak)
+            if self.video_labels is not None and self.counting is Counting.PER_STREAM:
+                tails = poisson_binomial_tail(groups, tau, method=self.pmf_method)  # (B, 2, C)
+                losses["poibin"] = clamped_bce(tails, torch.stack((audio, visual), dim=1))
+            else:
+                pooled = pooled_probability(groups, tau, self.pmf_method)
+                losses["poibin"] = clamped_bce(pooled, target)
         if options["augmentation"] and len(batch.weak) > 1:
-            losses["augmentation"] = self._augmentation_loss(model, batch, tau)
+            losses["augmentation"] = self._augmentation_loss(model, batch, tau, target)
         return losses, {}
 
-    def _augmentation_loss(self, model: nn.Module, batch: Batch, tau: Tensor) -> Tensor:
+    def _augmentation_loss(
+        self, model: nn.Module, batch: Batch, tau: Tensor, labels: Tensor
+    ) -> Tensor:
         """Each video joined with a random partner from the batch into one of 2T segments."""
         partner = torch.randperm(len(batch.weak)).to(batch.weak.device)
         joined = {
             name: torch.cat((value, value[partner]), dim=1)
             for name, value in batch.features.items()
         }
-        positive = batch.weak > 0
+        positive = labels > 0
         target = (positive | positive[partner]).float()
         joined_counts = joined_tau(tau, tau[partner], positive[:, None], positive[partner][:, None])
         groups = count_groups(model(joined).segment_prob, self.counting)
@@ -172,9 +207,8 @@ class PoiBin(Method):
             f"{len(self.train_data)} train videos"
         )
         counts = self.most_likely_counts(trainer)
-        positive = torch.from_numpy(np.asarray(self.train_data.weak) > 0)[:, None, :]
-        self.tau = torch.where(positive, counts, 1)
-        return self.tau_report(trainer, positive)
+        self.tau = torch.where(self.positive, counts, 1)
+        return self.tau_report(trainer, self.positive)
 
     @torch.no_grad()
     def most_likely_counts(self, trainer: Trainer) -> Tensor:
