@@ -454,6 +454,7 @@ def test_poibin_counts_each_streams_labels_with_per_stream_counting(dataset, tmp
         ("joint", (audio | visual)[:, None, :]),
     ):
         overrides = [*TINY, f"data.video_labels={path}", f"method.counting={counting}"]
+        overrides.append("method.warmup_epochs=1")
         overrides = [item for item in overrides if "=" in item and not item.startswith("--")]
         config = resolve_config("poibin", None, [f"data.root={dataset}", *overrides])
         train_data = load_splits(config, ("train",), progress=False)["train"]
