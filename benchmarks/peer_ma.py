@@ -403,7 +403,7 @@ def avvp_available() -> bool:
 
 
 def avvp_train_command(
-    data: Path, out: Path, seed: int, settings: Mapping, overrides: Sequence[str] = ()
+    data: Path, out: Path, seed: int | str, settings: Mapping, overrides: Sequence[str] = ()
 ) -> list[str]:
     """``avvp train --method ma`` with the official schedule (StepLR 10 x 0.1 as main_avvp.py);
     ``overrides`` come last, so they win."""
@@ -827,8 +827,8 @@ def run_avvp_seeds(
         {**settings, "avvp_overrides": list(args.overrides)},
         "give another --work, or the same key=value arguments to resume them",
     )
-    shown = " ".join(avvp_train_command(data, Path("RUN"), 0, settings, args.overrides)[3:])
-    found.avvp_note = f"avvp's side, per seed S: `avvp {shown}` with seed=S."
+    shown = avvp_train_command(data, folder / "seed-S", "S", settings, args.overrides)[3:]
+    found.avvp_note = f"avvp's side, per seed S: `avvp {' '.join(shown)}`."
     for seed in args.seed_list:
         run_dir = folder / f"seed-{seed}"
         timing = folder / f"seed-{seed}.seconds"

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TRAINING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import peer_ma
@@ -336,3 +337,56 @@ def test_check_interpreter_names_the_way_out(tmp_path):
         peer_ma.check_interpreter(str(fake))
     with pytest.raises(OSError, match=r"--python .*missing-python: cannot run it"):
         peer_ma.check_interpreter(str(tmp_path / "missing-python"))
+
+
+AVVP_STAND_IN = """
+import sys
+import numpy as np
+from avvp.cli import main
+from avvp.data.annotations import read_weak_labels
+
+data, out, seed = sys.argv[1:4]
+flags = ["--data", data, "--out", out, f"seed={seed}", *sys.argv[4:]]
+assert main(["train", "--method", "han", *flags]) == 0
+train = read_weak_labels(data + "/AVVP_train.csv")
+audio = train.labels.astype(float)
+audio[:, 0] = 0  # drops every Speech audio label
+np.savez(out + "/ma_labels.npz", video_ids=np.array(train.video_ids), audio=audio,
+         visual=train.labels.astype(float))
+"""
+
+
+def test_harness_runs_avvp_with_the_same_schedule_and_compares_the_labels(
+    fake_official, dataset, tmp_path, monkeypatch, no_interpreter_check
+):
+    # avvp's ma may not be registered yet: a tiny HAN run that writes ma_labels.npz stands in
+    monkeypatch.setattr(peer_ma, "avvp_available", lambda: True)
+    given = []
+
+    def stand_in(data, out, seed, settings, overrides=()):
+        if seed != "S":  # "S": the command shown in the results note
+            given.append((seed, settings["epochs"], list(overrides)))
+        tiny = [flag for flag in TINY_TRAINING if flag != "--no-progress"]
+        return [sys.executable, "-c", AVVP_STAND_IN, str(data), str(out), str(seed), *tiny]
+
+    monkeypatch.setattr(peer_ma, "avvp_train_command", stand_in)
+    work, out = tmp_path / "work", tmp_path / "peer_ma"
+    argv = ["--official", str(fake_official), "--data", str(dataset), "--seeds", "3"]
+    argv += ["--epochs", "2", "--work", str(work), "--out", str(out), "method.x=1"]
+    assert peer_ma.main(argv, echo=lambda line: None) == 0
+    assert given == [(3, 2, ["method.x=1"])]
+    numbers = json.loads(out.with_suffix(".json").read_text())
+    run = work / "avvp" / "seed-3"
+    assert numbers["avvp"]["global"]["3"] == json.loads((run / "test_metrics.json").read_text())
+    assert (work / "avvp" / "seed-3-modality.json").is_file()
+    weak = read_weak_labels(dataset / "AVVP_train.csv").labels
+    audio = numbers["agreement"]["official vs avvp, seed 3"]["audio"]
+    assert audio["dropped_second"] == int(weak[:, 0].sum())
+    page = out.with_suffix(".md").read_text()
+    assert "| avvp ma, seed 3 |" in page and "| avvp, seed 3 |" in page
+    assert "avvp's side, per seed S: `avvp " in page
+    # finished: a second call trains nothing; other avvp arguments would mix two settings
+    assert peer_ma.main(argv, echo=lambda line: None) == 0
+    assert len(given) == 1
+    with pytest.raises(ValueError, match=r"avvp/settings.json: .*avvp_overrides; give another"):
+        peer_ma.main([*argv[:-1], "method.x=2"], echo=lambda line: None)
