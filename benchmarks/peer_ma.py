@@ -83,13 +83,12 @@ DATA_FILES = (
     "AVVP_dataset_full.csv",
 )
 FEATURES = {"audio_dir": "vggish", "video_dir": "res152", "st_dir": "r2plus1d_18"}
-CHECKPOINT = "models/MMIL_Net.pt"  # step 1's --model_save_dir + --checkpoint + ".pt"
 CHANGES = "need_to_change.pkl"  # step 2 writes it into its folder, step 3 reads it from its own
 RETRAINED = "retrained.pt"  # written by the line PATCHES adds to step 3
 AVVP_LABELS = "ma_labels.npz"  # the labels of avvp's step 2 in its run folder
 TEST_MARKER = "Test the latest model:"
-# Modules of MA's MMIL_Net that no forward pass calls (the contrastive heads of an earlier
-# version); HAN's own unused modules are dropped by avvp.official.
+# Modules MA's MMIL_Net builds (nets/net_audiovisual.py) but its forward never calls; the unused
+# modules it shares with HAN's MMIL_Net are dropped by avvp.official itself.
 MA_ONLY = re.compile(r"(t_att|t_att2|fc1|fc2)\..+")
 GATES = ("global", "modality")
 STREAMS = ("audio", "visual")
@@ -305,15 +304,17 @@ def check_interpreter(python: str) -> None:
         )
 
 
-def run_step(command: list[str], cwd: Path, log: Path, environment: Mapping[str, str]) -> float:
-    """Run one official step, its output in ``log``; the seconds it took."""
+def run_step(
+    what: str, command: list[str], cwd: Path, log: Path, environment: Mapping[str, str]
+) -> float:
+    """Run one step (``what`` names it), its output in ``log``; the seconds it took."""
     start = time.perf_counter()
     with open(log, "w") as output:
         finished = subprocess.run(
             command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, env=dict(environment)
         )
     if finished.returncode != 0:
-        raise RuntimeError(f"{cwd.name} failed (exit {finished.returncode}); see {log}")
+        raise RuntimeError(f"{what} failed (exit {finished.returncode}); see {log}")
     return time.perf_counter() - start
 
 
@@ -329,10 +330,10 @@ def run_official(
             continue
         if step == STEP3:
             shutil.copyfile(scratch / STEP2 / CHANGES, scratch / STEP3 / CHANGES)
-        print(f"official {scratch.name}: {step} ...", flush=True)
-        seconds[step] = run_step(
-            commands[step], scratch / step, scratch / f"{step}.log", environment
-        )
+        what = f"official {scratch.name}: {step}"
+        print(f"{what} ...", flush=True)
+        log = scratch / f"{step}.log"
+        seconds[step] = run_step(what, commands[step], scratch / step, log, environment)
         done.write_text(json.dumps({"seconds": seconds[step], "command": commands[step]}) + "\n")
     return seconds
 
@@ -834,7 +835,8 @@ def run_avvp_seeds(
         timing = folder / f"seed-{seed}.seconds"
         if not (run_dir / "test_metrics.json").is_file():
             command = avvp_train_command(data, run_dir, seed, settings, args.overrides)
-            took = run_step(command, ROOT, folder / f"seed-{seed}.log", environment)
+            log = folder / f"seed-{seed}.log"
+            took = run_step(f"avvp {run_dir.name}", command, ROOT, log, environment)
             timing.write_text(f"{took:.1f}\n")
         found.seconds["avvp"][seed] = float(timing.read_text()) if timing.is_file() else None
         scores = {gate: folder / f"seed-{seed}-{gate}.json" for gate in GATES}
