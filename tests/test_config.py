@@ -63,7 +63,7 @@ def test_user_file_layer(tmp_path):
 def test_unknown_method_gets_the_close_match_and_base_is_no_method():
     with pytest.raises(ConfigError, match=re.escape("unknown method 'hna' (did you mean 'han'?)")):
         resolve_config("hna")
-    with pytest.raises(ConfigError, match="unknown method 'base'; available: han, poibin"):
+    with pytest.raises(ConfigError, match="unknown method 'base'; available: han, jomold, "):
         resolve_config("base")
     assert "base" not in method_presets()
     with pytest.raises(ConfigError) as error:

@@ -33,7 +33,13 @@ BASE_CONFIG = "base"  # the defaults every preset builds on; not a method
 SYNTHETIC = "synthetic"  # data.root naming the built-in synthetic set, not a folder
 # Keys holding a path, saved resolved: a run folder then means the same from any directory, and
 # one folder written two ways ("data", "./data") is one config. data.root may also be SYNTHETIC.
-PATH_KEYS = ("data.root", "data.annotations", "method.visual_labels", "method.audio_labels")
+PATH_KEYS = (
+    "data.root",
+    "data.annotations",
+    "method.visual_labels",
+    "method.audio_labels",
+    "method.estimator_run",
+)
 LARGEST_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 
 
