@@ -41,6 +41,7 @@ PATH_KEYS = (
     "method.visual_labels",
     "method.audio_labels",
     "method.base_run",
+    "method.estimator_run",
 )
 LARGEST_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 

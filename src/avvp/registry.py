@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "avvp.methods.poibin",
     "avvp.methods.ppl",
     "avvp.methods.vplan",
+    "avvp.methods.jomold",
     "avvp.extraction.vggish",
     "avvp.extraction.visual",
     "avvp.extraction.embeddings",
