@@ -387,6 +387,8 @@ class JoMoLD(Method):
         )
         config = copy.deepcopy(trainer.config)
         config["method"]["stage"] = Stage.ESTIMATOR.value
+        # --init-from starts step 3's model; the estimator trains from scratch (official).
+        config["train"]["init_from"] = None
         estimator = Trainer(
             config,
             folder,

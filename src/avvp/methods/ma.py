@@ -440,14 +440,16 @@ def base_config(config: Config) -> Config:
     """
     options = config["method"]
     if BaseModel.parse(options["base"]) is BaseModel.HAN:
-        han = resolve_config("han")
+        base = resolve_config("han")
         for section in SHARED_SECTIONS:
-            han[section] = copy.deepcopy(config[section])
-        return han
-    base = copy.deepcopy(config)
-    preset = resolve_config("ma")["method"]
-    base["method"].update({option: preset[option] for option in LATER_STEP_OPTIONS})
-    base["method"]["stage"] = Stage.BASE.value
+            base[section] = copy.deepcopy(config[section])
+    else:
+        base = copy.deepcopy(config)
+        preset = resolve_config("ma")["method"]
+        base["method"].update({option: preset[option] for option in LATER_STEP_OPTIONS})
+        base["method"]["stage"] = Stage.BASE.value
+    # --init-from starts step 3's model; the base trains from scratch, as the official step 1.
+    base["train"]["init_from"] = None
     return base
 
 
