@@ -1,0 +1,36 @@
+"""benchmarks/label_denoising.py: the commands it runs and the intervals it reports."""
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import label_denoising
+
+
+def test_interval_is_the_t_interval_of_the_paired_differences():
+    differences = [3.2, 2.5, 2.9]
+    half = 4.303 * statistics.stdev(differences) / 3**0.5  # t(0.975, 2 degrees of freedom)
+    mean = sum(differences) / 3
+    assert label_denoising.interval(differences) == (
+        f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}] (holds)"
+    )
+    assert "(holds)" not in label_denoising.interval([2.0, -1.5, 0.4])
+    assert label_denoising.interval([1.25]) == "+1.2"
+
+
+@pytest.mark.parametrize("row", label_denoising.ROWS, ids=lambda row: row.folder)
+def test_refinements_start_from_the_same_seed_of_their_start(row, tmp_path):
+    args = argparse.Namespace(out=tmp_path, data=tmp_path / "data")
+    command = row.command(args, seed=2)
+    assert command[command.index("--out") + 1] == str(tmp_path / row.folder / "seed-2")
+    assert "seed=2" in command
+    if row.start is None:
+        assert "--init-from" not in command
+        return
+    start = tmp_path / row.start / "seed-2"
+    assert command[command.index("--init-from") + 1] == str(start)
+    assert (f"data.video_labels={start / 'ma_labels.npz'}" in command) == row.labels
