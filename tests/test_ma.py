@@ -466,3 +466,17 @@ def test_a_missing_base_run_is_an_error_before_anything_is_written(dataset, tmp_
     err = capsys.readouterr().err
     assert "method.base_run" in err and "best.pt not found" in err
     assert not run.exists()
+
+
+def test_the_test_table_says_which_epoch_best_pt_is(tmp_path):
+    from avvp.config import resolve_config
+    from avvp.registry import get
+
+    official = resolve_config("ma")
+    assert get("method", "ma").checkpoint_rule(official) == (
+        "the model after the last epoch (the official rule)"
+    )
+    best = resolve_config("ma", overrides=["method.checkpoint=best"])
+    assert (
+        get("method", "ma").checkpoint_rule(best) == "the epoch with the best val segment Type@AV"
+    )

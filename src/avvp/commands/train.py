@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from avvp.config import resolve_config, resolve_paths, validate_config
     from avvp.evaluation.metrics import format_table
     from avvp.evaluation.summary import format_summary_table, summarize
+    from avvp.registry import get
     from avvp.training import distributed
     from avvp.training.data import (
         data_announcement,
@@ -140,7 +141,6 @@ def run(args: argparse.Namespace) -> int:
         Trainer,
         init_checkpoint,
         load_init_weights,
-        metric_label,
         resolve_device,
     )
 
@@ -179,10 +179,9 @@ def run(args: argparse.Namespace) -> int:
             load_init_weights(config)
     # Before torchrun's process group exists, the rank comes from its environment.
     main = os.environ.get("RANK", "0") == "0"
-    method, select = base["method"]["name"], metric_label(base["train"]["select_metric"])
-    numbers = (
-        f"F1 in % (higher is better) of {BEST_CHECKPOINT}, the epoch with the best val {select}"
-    )
+    method = base["method"]["name"]
+    rule = get("method", method).checkpoint_rule(base)
+    numbers = f"F1 in % (higher is better) of {BEST_CHECKPOINT}, {rule}"
     if seeds is not None:
         refuse_foreign_folder(args.out, (SUMMARY_FILE, "seed-*"))
     with contextlib.ExitStack() as held:

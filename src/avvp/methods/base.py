@@ -111,6 +111,13 @@ class Method:
         cls.TRAINS_ON_VIDEO_LABELS = bool(vars(cls).get("TRAINS_ON_VIDEO_LABELS", False))
 
     @classmethod
+    def checkpoint_rule(cls, config: Config) -> str:
+        """Which epoch's model becomes best.pt, in words (the heading of a run's test table)."""
+        from avvp.training.trainer import metric_label  # the trainer imports this module
+
+        return f"the epoch with the best val {metric_label(config['train']['select_metric'])}"
+
+    @classmethod
     def config_problems(cls, config: Config, training: bool) -> list[str]:
         """What is wrong with a combination of options (one option alone: ``OPTIONS``);
         ``training``: the config is about to train, not only to evaluate."""

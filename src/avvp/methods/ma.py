@@ -671,6 +671,12 @@ class MA(Method):
             )
         return losses, {}
 
+    @classmethod
+    def checkpoint_rule(cls, config: Config) -> str:
+        if Checkpoint.parse(config["method"]["checkpoint"]) is Checkpoint.LAST:
+            return "the model after the last epoch (the official rule)"
+        return super().checkpoint_rule(config)
+
     def selectable(self, epoch: int) -> bool:
         # The official steps 1 and 3 keep the model after the last epoch.
         return self.checkpoint is Checkpoint.BEST or epoch == self.config["optim"]["epochs"]
