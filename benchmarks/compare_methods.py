@@ -531,6 +531,7 @@ def write_page(
             f"![parses]({os.path.relpath(parse_png, args.doc.parent)})",
         ]
     lines += label_quality_section(args)
+    lines += label_denoising_section(args.doc)
     lines += cost_section(histories)
     lines += speed_section(args.doc)
     page = "\n".join(lines) + "\n"
@@ -576,6 +577,16 @@ def cost_section(histories: dict[str, list[dict[str, np.ndarray]]]) -> list[str]
         ratio = f"{seconds / reference:.2f}" if reference else "-"
         lines.append(f"| {name} | {seconds:.1f} | {ratio} |")
     return lines
+
+
+def label_denoising_section(doc: Path) -> list[str]:
+    """benchmarks/label_denoising.py's tables and note (its own runs and command), if it ran."""
+    path = RESULTS / "label_denoising.md"
+    if not path.is_file():
+        return []
+    title, *body = path.read_text().rstrip("\n").splitlines()
+    link = os.path.relpath(path, doc.parent)
+    return ["", f"## {title.lstrip('# ')}", "", f"From [{path.name}]({link}):", *body]
 
 
 def speed_section(doc: Path) -> list[str]:

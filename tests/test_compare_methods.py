@@ -118,3 +118,18 @@ def test_vplan_rows_make_plg_labels_then_denoise_the_rl_run(dataset, tmp_path):
         f"{plg_val['video']['recall']:.1f}",
     ]
     assert "| PLD (ours, mean of the 1 PLG + RL runs) |" in quality
+
+
+def test_the_label_denoising_results_join_the_page(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare_methods, "RESULTS", tmp_path)
+    doc = tmp_path / "docs" / "results.md"
+    assert compare_methods.label_denoising_section(doc) == []
+    (tmp_path / "label_denoising.md").write_text("# Label denoising\n\n`cmd`\n\n| a |\n| --- |\n")
+    section = compare_methods.label_denoising_section(doc)
+    assert section[:4] == [
+        "",
+        "## Label denoising",
+        "",
+        "From [label_denoising.md](../label_denoising.md):",
+    ]
+    assert section[-2:] == ["| a |", "| --- |"]
