@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             *quality,
             "",
             "PoiBin's tau against the true counts of positive train pairs (hidden labels, joint "
-            "counting: audible + visible segments), mean over seeds; negative: tau above the truth:",
+            "counting: audible + visible segments), mean over seeds; negative: tau above the "
+            "truth:",
             "",
             *tau,
         ]
