@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     tau = tau_table(args)
     note = (
         f"`python benchmarks/label_denoising.py --data {args.data} --out {args.out} --seeds "
-        f"{args.seeds}` at commit {code_version().get('commit', 'unknown')[:7]}. "
+        f"{args.seeds}` at commit {code_version().get('git_commit', 'unknown')[:7]}. "
         "The refinement's learning rate was chosen on val (seed 1, refining HAN, best val "
         "segment Type@AV over 5 epochs: 55.7 at 1e-4, 53.5 at 3e-5, 53.1 at 3e-4) and used for "
         "both starts. "
