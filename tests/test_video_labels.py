@@ -405,7 +405,7 @@ def test_methods_that_ignore_the_file_refuse_it(dataset, tmp_path, capsys):
     assert train(dataset, tmp_path / "run", *flags, method="ppl") == 2
     error = capsys.readouterr().err
     assert "data.video_labels: method ppl does not train on video-level label files" in error
-    assert "(methods that do: han, poibin)" in error
+    assert "(methods that do: han, poibin, vplan)" in error
 
 
 def test_resume_refuses_a_label_file_that_changed(dataset, tmp_path, monkeypatch, capsys):

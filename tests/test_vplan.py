@@ -480,3 +480,37 @@ def test_resume_refuses_a_changed_label_file(dataset, noisy_labels, tmp_path, mo
     write_labels(path, labels.video_ids, visual=1 - labels.visual)
     assert train(dataset, tmp_path / "run", path) == 2
     assert f"{path} (visual_labels) changed since this run started" in capsys.readouterr().err
+
+
+def test_video_level_audio_labels_serve_the_stream_no_segment_file_covers(tmp_path):
+    from avvp.pseudo_labels import save_video_labels
+
+    rng = np.random.default_rng(5)
+    train_ids = tuple(f"video{i:02d}" for i in range(12))
+    visual = (rng.random((12, 10, 25)) < 0.1).astype(np.float32)
+    audio = rng.random((12, 25)) < 0.3  # e.g. MA's audio labels
+    ma = save_video_labels(tmp_path / "ma.npz", list(train_ids), audio=audio)
+    method, _ = vplan_method(
+        tmp_path,
+        train_ids,
+        list(train_ids),
+        visual,
+        f"data.video_labels={ma}",
+        "method.visual_label_smoothing=0",
+        "method.rl_weight=0",
+    )
+    index = torch.tensor([3, 9, 0])
+    weak = torch.from_numpy((rng.random((3, 25)) < 0.3).astype(np.float32))
+    output = random_output(torch.Generator().manual_seed(1), 3)
+    losses, _ = method.training_forward(FixedModel(output), Batch({}, weak, index))
+    expected = 0.0
+    for b, position in enumerate(index.tolist()):
+        for c in range(25):
+            heard = float(audio[position, c])
+            seen = max(visual[position, t, c] for t in range(10))
+            # the file has no visual stream: its union target falls back to weak for it
+            union = max(heard, float(weak[b, c]))
+            expected += bce(float(output.video_prob[b, c]), union)
+            expected += bce(float(output.video_prob_audio[b, c]), heard)
+            expected += bce(float(output.video_prob_visual[b, c]), seen)
+    assert losses["mil"].item() == pytest.approx(expected / (3 * 25), rel=1e-5)

@@ -171,6 +171,9 @@ def label_inputs(options: dict[str, Any], train_data: SplitData | None) -> dict[
 
 @register("method", "vplan")
 class VPLAN(Method):
+    # data.video_labels (e.g. MA's) serves a stream that no segment-level file covers: VPLAN's
+    # visual labels beside MA's audio labels (issue 15's composition).
+    TRAINS_ON_VIDEO_LABELS = True
     OPTIONS: ClassVar[Mapping[str, Rule]] = {
         **Method.OPTIONS,
         "visual_labels": path_string(nullable=True),
@@ -208,13 +211,14 @@ class VPLAN(Method):
         options = self.options
         output = model(batch.features)
         gathered = {stream: labels.gather(batch.index) for stream, labels in self.labels.items()}
+        target, video_audio, video_visual = self.mil_targets(batch)
         losses = {
             "mil": attentive_mil_loss(
                 output,
-                batch.weak,
+                target,
                 options["visual_label_smoothing"],
-                audio_target=gathered["audio"][1] if "audio" in gathered else None,
-                visual_target=gathered["visual"][1] if "visual" in gathered else None,
+                audio_target=gathered["audio"][1] if "audio" in gathered else video_audio,
+                visual_target=gathered["visual"][1] if "visual" in gathered else video_visual,
             )
         }
         pooled = {"audio": output.video_prob_audio, "visual": output.video_prob_visual}
