@@ -9,6 +9,8 @@ of docs/results.md (1,000 train videos, 10 epochs, lr step 8), one single-thread
 - ``han``: the baseline; ``ma``: the authors' three steps (its preset: per-stream gate, last epoch);
 - ``jomold``: its preset with ``optim.batch_size=16`` (the official 128 makes 8 steps an epoch on
   1,000 videos and leaves it undertrained: 23.0 segment Type@AV on seed 1);
+- ``vplan`` (PLG + RL) and ``vplan-ma-audio``: the same with MA's audio labels of the same seed
+  (``data.video_labels``: the stream no segment-level file covers);
 - ``poibin-from-han`` and ``poibin-from-ma``: PoiBin refining that run of the same seed
   (``--init-from``; from MA also on MA's labels, ``data.video_labels``, paper 002's setup) for
   ``REFINE`` (5 epochs at lr 1e-4, no warm-up, global gate; the learning rate chosen on val, see
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from compare_methods import avvp, run_logged
+from compare_methods import avvp, plg_labels, run_logged
 from results_file import machine, machine_sentence, write_results
 
 from avvp.report import metric_cells
@@ -59,9 +61,14 @@ class Row:
     folder: str
     method: str
     overrides: tuple[str, ...]
-    start: str | None = None  # folder of the run this one refines (same seed)
-    labels: bool = False  # train on the start run's ma_labels.npz
+    start: str | None = None  # folder of the run this one refines (same seed): --init-from
+    labels: str | None = None  # folder whose same-seed ma_labels.npz it trains on
     control: str | None = None  # folder of the matched L_att-alone refinement
+    plg: bool = False  # VPLAN's visual labels: PLG from the simulated CLIP scores
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple(folder for folder in (self.start, self.labels) if folder is not None)
 
     def command(self, args: argparse.Namespace, seed: int) -> list[str]:
         out = args.out / self.folder / f"seed-{seed}"
@@ -70,13 +77,16 @@ class Row:
             "--no-progress", f"seed={seed}", *self.overrides,
         )  # fmt: skip
         if self.start is not None:
-            start = args.out / self.start / f"seed-{seed}"
-            command += ["--init-from", str(start)]
-            if self.labels:
-                command.append(f"data.video_labels={start / 'ma_labels.npz'}")
+            command += ["--init-from", str(args.out / self.start / f"seed-{seed}")]
+        if self.labels is not None:
+            labels = args.out / self.labels / f"seed-{seed}" / "ma_labels.npz"
+            command.append(f"data.video_labels={labels}")
+        if self.plg:
+            command.append(f"method.visual_labels={plg_labels(args)}")
         return command
 
 
+ATT_FROM_MA = "att-from-ma"
 ROWS = (
     Row("HAN", "han", "han", SCALE),
     Row("MA (authors' steps 1-3)", "ma", "ma", SCALE),
@@ -89,16 +99,25 @@ ROWS = (
         "poibin",
         REFINE,
         "ma",
-        True,
-        "att-from-ma",
+        "ma",
+        ATT_FROM_MA,
     ),
     Row(
         "L_att alone refining MA, MA's labels",
-        "att-from-ma",
+        ATT_FROM_MA,
         "poibin",
         (*REFINE, *L_ATT_ONLY),
         "ma",
-        True,
+        "ma",
+    ),
+    Row("VPLAN (PLG + RL)", "vplan", "vplan", SCALE, plg=True),
+    Row(
+        "VPLAN (PLG + RL), MA's audio labels",
+        "vplan-ma-audio",
+        "vplan",
+        SCALE,
+        labels="ma",
+        plg=True,
     ),
 )
 # Published LLP segment Type@AV (SPEC section 9 and the seeds' tables).
@@ -117,7 +136,7 @@ EXTRA_SCORES = (
 
 def train_all(args: argparse.Namespace) -> None:
     """Every row and seed, rows that refine another after it; finished runs are kept."""
-    waves = [[row for row in ROWS if row.start is None], [row for row in ROWS if row.start]]
+    waves = [[row for row in ROWS if not row.needs], [row for row in ROWS if row.needs]]
     for wave in waves:
         jobs = [(row, seed) for row in wave for seed in args.seed_list]
         with ThreadPoolExecutor(args.jobs) as pool:
@@ -276,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run folders (default: %(default)s)",
     )
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: 1,2,3)")
+    parser.add_argument(
+        "--plg-labels",
+        type=Path,
+        default=None,
+        help="VPLAN's visual labels (default: PLG from the dataset's simulated CLIP scores)",
+    )
     parser.add_argument(
         "--jobs", type=int, default=2, help="single-thread runs at a time (default: 2)"
     )

@@ -24,13 +24,18 @@ def test_interval_is_the_t_interval_of_the_paired_differences():
 
 @pytest.mark.parametrize("row", label_denoising.ROWS, ids=lambda row: row.folder)
 def test_refinements_start_from_the_same_seed_of_their_start(row, tmp_path):
-    args = argparse.Namespace(out=tmp_path, data=tmp_path / "data")
+    args = argparse.Namespace(out=tmp_path, data=tmp_path / "data", plg_labels=tmp_path / "plg.npz")
     command = row.command(args, seed=2)
     assert command[command.index("--out") + 1] == str(tmp_path / row.folder / "seed-2")
     assert "seed=2" in command
+    assert (f"method.visual_labels={tmp_path / 'plg.npz'}" in command) == row.plg
+    labels = [item for item in command if item.startswith("data.video_labels=")]
+    if row.labels is None:
+        assert not labels
+    else:
+        assert labels == [f"data.video_labels={tmp_path / row.labels / 'seed-2' / 'ma_labels.npz'}"]
     if row.start is None:
         assert "--init-from" not in command
-        return
-    start = tmp_path / row.start / "seed-2"
-    assert command[command.index("--init-from") + 1] == str(start)
-    assert (f"data.video_labels={start / 'ma_labels.npz'}" in command) == row.labels
+    else:
+        start = tmp_path / row.start / "seed-2"
+        assert command[command.index("--init-from") + 1] == str(start)
