@@ -200,3 +200,11 @@ def test_paths_are_resolved_and_synthetic_stays(tmp_path, monkeypatch):
     assert resolved["method"]["visual_labels"] == str(tmp_path / "labels" / "v.npz")
     assert resolved["method"]["audio_labels"] is None
     assert config["data"]["annotations"] == "./ann"  # the given config is left alone
+
+
+def test_a_packaged_recipe_is_a_config_layer_by_name():
+    refine = resolve_config("poibin", "recipe:poibin_refine")
+    assert refine["optim"]["epochs"] == 5 and refine["optim"]["lr"] == 1e-4
+    assert refine["method"]["warmup_epochs"] == 0 and refine["eval"]["gate"] == "global"
+    with pytest.raises(ConfigError, match=r"no recipe 'nope'; available: .*poibin_refine"):
+        resolve_config("poibin", "recipe:nope")

@@ -39,3 +39,14 @@ def test_refinements_start_from_the_same_seed_of_their_start(row, tmp_path):
     else:
         start = tmp_path / row.start / "seed-2"
         assert command[command.index("--init-from") + 1] == str(start)
+
+
+def test_the_refinement_rows_train_with_the_packaged_recipe():
+    from avvp.config import resolve_config
+
+    subset = "data.train_videos=1000"
+    assert subset in label_denoising.REFINE
+    rows = [item for item in label_denoising.REFINE if item != subset]
+    assert resolve_config("poibin", overrides=rows) == resolve_config(
+        "poibin", "recipe:poibin_refine"
+    )

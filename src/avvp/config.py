@@ -68,7 +68,24 @@ def packaged_config(name: str) -> Config:
     return yaml.safe_load(path.read_text()) or {}
 
 
+RECIPE_PREFIX = "recipe:"
+
+
+def recipe_path(name: str) -> Path:
+    """The packaged recipe ``avvp/configs/recipes/NAME.yaml`` (a config layer for a setup that
+    combines runs, e.g. ``poibin_refine``), or an error listing the recipes."""
+    folder = resources.files("avvp") / "configs" / "recipes"
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+        raise ConfigError(f"no recipe {name!r}; available: {', '.join(known)}")
+    return Path(str(path))
+
+
 def load_yaml(path: str | Path) -> Config:
+    """A config layer: a YAML file, or ``recipe:NAME`` for a packaged recipe."""
+    if str(path).startswith(RECIPE_PREFIX):
+        path = recipe_path(str(path)[len(RECIPE_PREFIX) :])
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")

@@ -42,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--config",
-        type=Path,
         default=None,
-        help="YAML file layered over the method preset (default: none)",
+        help="YAML file layered over the method preset, or recipe:NAME for a packaged one "
+        "(e.g. recipe:poibin_refine) (default: none)",
     )
     parser.add_argument(
         "--seeds",
