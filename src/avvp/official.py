@@ -29,7 +29,6 @@ compared with 0.5.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +39,7 @@ import yaml
 from torch import Tensor
 
 from avvp.config import Config, resolve_config, resolve_paths, validate_config
-from avvp.io_utils import atomic_torch_save, atomic_write_text, write_json
+from avvp.io_utils import atomic_torch_save, atomic_write_text, file_sha256, write_json
 from avvp.training.run_folder import claim_run_folder
 from avvp.training.run_info import run_metadata
 from avvp.training.trainer import BEST_CHECKPOINT, build_model
@@ -210,11 +209,9 @@ def import_han(
     model_state, dropped = convert_state_dict(read_official_checkpoint(checkpoint), str(checkpoint))
     model = build_model(config)
     model.load_state_dict(model_state)  # strict: convert_state_dict matched every key and shape
-    with checkpoint.open("rb") as handle:
-        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     source = {
         "path": str(checkpoint.resolve()),
-        "sha256": sha256,
+        "sha256": file_sha256(checkpoint),
         "bytes": checkpoint.stat().st_size,
     }
     with claim_run_folder(out, files=(BEST_CHECKPOINT, "config.yaml", "meta.json")):

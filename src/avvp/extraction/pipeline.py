@@ -21,7 +21,6 @@ no audio track, under 1 s) is recorded and the others go on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from avvp.extraction.base import Extractor, VideoError, segment_count
+from avvp.io_utils import file_sha256
 
 DEFAULT_FEATURES = ("vggish", "res152", "r2plus1d_18")
 METADATA = "extraction.json"
@@ -47,7 +47,6 @@ RANDOM_WARNING = (
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
 )
-HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -280,7 +279,7 @@ def describe(extractor: Extractor, options: Mapping[str, Any]) -> dict[str, Any]
         record["weights"] = RANDOM
     else:
         record["weights"] = {
-            str(path): _sha256(path)
+            str(path): file_sha256(path)
             for listed in extractor.weight_files
             for path in _files(Path(listed))
         }
@@ -292,14 +291,6 @@ def _files(path: Path) -> Iterator[Path]:
         yield from sorted(child for child in path.rglob("*") if child.is_file())
     else:
         yield path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- the output folder --------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from avvp.losses import PROBABILITY_EPSILON, clamped_bce
 from avvp.methods.base import Batch, Method
 from avvp.models.base import ParseOutput
 from avvp.models.han import HAN, HybridAttentionLayer
-from avvp.pseudo_labels import video_precision_recall
+from avvp.pseudo_labels import save_video_labels, video_precision_recall
 from avvp.registry import register
 from avvp.training import distributed
 
@@ -553,12 +553,7 @@ class JoMoLD(Method):
             return {}
         train = trainer.data["train"]
         path = trainer.run_dir / LABEL_FILE
-        arrays = {
-            "video_ids": np.array(train.video_ids),
-            "classes": np.array(CLASSES),
-            **self._labels,
-        }
-        atomic_write(path, lambda handle: np.savez(handle, **arrays))
+        save_video_labels(path, train.video_ids, **self._labels)
         trainer.note(f"jomold: the labels of the last epoch written to {path}")
         hidden = trainer.hidden_train_labels
         if hidden is not None:

@@ -50,7 +50,7 @@ import copy
 import hashlib
 import json
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -63,11 +63,12 @@ from torch import Tensor, nn
 from avvp.choices import Choice
 from avvp.classes import CLASSES, NUM_CLASSES
 from avvp.config import Config, Rule, number, one_of, path_string, resolve_config
-from avvp.io_utils import atomic_write, write_json
+from avvp.io_utils import atomic_write, file_sha256, write_json
 from avvp.losses import clamped_bce
 from avvp.methods.base import Batch, Method
 from avvp.methods.ppl import binary_quality
 from avvp.models.base import AUDIO
+from avvp.pseudo_labels import load_video_labels
 from avvp.registry import register
 from avvp.training import distributed
 from avvp.training.batches import feature_names, make_batch
@@ -328,11 +329,11 @@ def modality_exchange(
 # ---- the label file and its quality
 
 
-def save_video_labels(
-    path: Path, video_ids: tuple[str, ...], audio: np.ndarray, visual: np.ndarray
+def write_labels(
+    path: Path, video_ids: Sequence[str], audio: np.ndarray, visual: np.ndarray
 ) -> Path:
-    """A per-stream video-level label file (common contract: keys ``video_ids``, ``classes``,
-    ``audio``, ``visual``; arrays V x 25, float in [0, 1]), written atomically."""
+    """A video-level label file (``avvp.pseudo_labels``' format, which reads it back) with the
+    labels as float32, as MA's files promise; the shared writer would store 0/1 labels as bool."""
     arrays = {
         "video_ids": np.array(video_ids),
         "classes": np.array(CLASSES),
@@ -340,23 +341,6 @@ def save_video_labels(
         "visual": np.asarray(visual, dtype=np.float32),
     }
     return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
-
-
-def load_video_labels(path: Path, video_ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(audio, visual) video-level labels of ``path`` in the order of ``video_ids``."""
-    way_out = "delete it and rerun the same command to compute it again"
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            ids = [str(value) for value in stored["video_ids"]]
-            audio, visual = stored["audio"], stored["visual"]
-    except (OSError, ValueError, KeyError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable label file ({error}); {way_out}") from None
-    rows = {identifier: row for row, identifier in enumerate(ids)}
-    missing = [identifier for identifier in video_ids if identifier not in rows]
-    if missing or audio.shape != (len(ids), NUM_CLASSES) or visual.shape != audio.shape:
-        raise ValueError(f"{path} does not hold labels of this run's training videos; {way_out}")
-    order = [rows[identifier] for identifier in video_ids]
-    return audio[order].astype(np.float32), visual[order].astype(np.float32)
 
 
 def stream_shares(audio: np.ndarray, visual: np.ndarray, weak: np.ndarray) -> dict[str, float]:
@@ -402,14 +386,6 @@ def label_quality(result: ExchangeResult, truth: DenseLabels | None) -> dict[str
 def json_numbers(values: np.ndarray) -> list[float | None]:
     """``values`` as a JSON list, NaN as null (strict JSON has no NaN)."""
     return [float(value) if np.isfinite(value) else None for value in values]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -504,7 +480,8 @@ class MA(Method):
         with preserved_random_state():
             base_dir = self._base_model(trainer)
             path = self._exchange(trainer, base_dir)
-        audio, visual = load_video_labels(path, trainer.data["train"].video_ids)
+        labels = load_video_labels(path).aligned(trainer.data["train"].video_ids, "train videos")
+        audio, visual = (stream.astype(np.float32) for stream in (labels.audio, labels.visual))
         self.audio_labels, self.visual_labels = torch.from_numpy(audio), torch.from_numpy(visual)
         self.label_digest = hashlib.sha256(audio.tobytes() + visual.tobytes()).hexdigest()
         weak = np.asarray(trainer.data["train"].weak) > 0
@@ -613,13 +590,13 @@ class MA(Method):
                 threshold,
             )
             quality["val"] = label_quality(val, trainer.data["val"].dense)
-            save_video_labels(
+            write_labels(
                 trainer.run_dir / VAL_LABEL_FILE,
                 trainer.data["val"].video_ids,
                 val.audio,
                 val.visual,
             )
-        save_video_labels(path, train.video_ids, result.audio, result.visual)
+        write_labels(path, train.video_ids, result.audio, result.visual)
         write_json(trainer.run_dir / QUALITY_FILE, quality)
         write_json(
             record_path,
