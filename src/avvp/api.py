@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from avvp.methods.base import Method
 
 Stream = Literal["audio", "visual", "audio-visual"]
-# Videos per forward pass of Run.predict, as avvp.training.inference batches a split.
-PREDICT_BATCH_SIZE = 64
 
 
 class Event(NamedTuple):
@@ -152,46 +150,34 @@ class Run:
         ``threshold`` / ``gate`` override the run's ``eval.threshold`` / ``eval.gate``.
         Returns a :class:`Parse` for one video, a list of them for a batch.
         """
-        import torch
-
-        from avvp.evaluation.metrics import Gate, binarize
-        from avvp.training.batches import segment_features
+        from avvp.data.dataset import SplitData
+        from avvp.evaluation.metrics import Gate
+        from avvp.training.batches import feature_names, segment_features
+        from avvp.training.inference import predict_split
 
         rule = self.config["eval"]
         threshold = rule["threshold"] if threshold is None else threshold
         gate = Gate.parse(rule["gate"] if gate is None else gate).value
         inputs = segment_features(features, self.config)
         videos = len(next(iter(inputs.arrays.values())))
-        keys = ("segment_prob", "video_prob", "video_prob_audio", "video_prob_visual")
-        parts: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-        with torch.no_grad():
-            for start in range(0, videos, PREDICT_BATCH_SIZE):
-                batch = {
-                    name: torch.from_numpy(array[start : start + PREDICT_BATCH_SIZE]).to(
-                        self.device
-                    )
-                    for name, array in inputs.arrays.items()
-                }
-                output = self.method.infer(self.model, batch)
-                for key in keys:
-                    parts[key].append(getattr(output, key).float().cpu().numpy())
-        prob = {key: np.concatenate(value) for key, value in parts.items()}
-        pred_audio, pred_visual = binarize(
-            prob["segment_prob"][:, :, 0],
-            prob["segment_prob"][:, :, 1],
-            prob["video_prob"],
-            threshold=threshold,
-            gate=gate,
-            video_prob_audio=prob["video_prob_audio"],
-            video_prob_visual=prob["video_prob_visual"],
+        # The videos as an unlabelled split, predicted as `avvp predict` predicts one.
+        split = SplitData(
+            split="given",
+            filenames=tuple(str(video) for video in range(videos)),
+            features=inputs.arrays,
+            weak=np.zeros((videos, len(CLASSES)), dtype=np.uint8),
+            dense=None,
         )
+        names = feature_names(self.config)
+        prob = predict_split(self.model, self.method, split, names, self.device)
+        pred_audio, pred_visual = prob.binarize({**rule, "threshold": threshold, "gate": gate})
         parses = [
             Parse(
-                segment_prob_audio=prob["segment_prob"][v, :, 0],
-                segment_prob_visual=prob["segment_prob"][v, :, 1],
-                video_prob=prob["video_prob"][v],
-                video_prob_audio=prob["video_prob_audio"][v],
-                video_prob_visual=prob["video_prob_visual"][v],
+                segment_prob_audio=prob.segment_prob[v, :, 0],
+                segment_prob_visual=prob.segment_prob[v, :, 1],
+                video_prob=prob.video_prob[v],
+                video_prob_audio=prob.video_prob_audio[v],
+                video_prob_visual=prob.video_prob_visual[v],
                 pred_audio=pred_audio[v],
                 pred_visual=pred_visual[v],
                 threshold=float(threshold),
