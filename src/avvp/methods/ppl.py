@@ -7,11 +7,16 @@ k-means on the pooled, L2-normalised features of each set gives k positive and k
 prototypes per class. A segment's soft pseudo label is how much closer, on average, it lies to the
 positive prototypes than to the negative ones (paper Eq. 10, computed in log space); the hard
 variant (Eq. 9) is the indicator of the same comparison without a temperature, as written. The
-model then trains on ``L_MIL + lambda_PL L_PL + lambda_CL L_CL``: HAN's attentive MIL loss weighted
-per class by inverse train frequency, BCE of the segment probabilities against the pseudo labels,
-and an InfoNCE loss pulling together segments of a batch that share a pseudo-labelled event. At
-inference the segment probabilities are the soft pseudo labels with the predicted video labels
-(global video probability >= 0.5) in place of the weak labels, or the classifier's own output.
+model then trains on ``L_MIL + lambda_PL L_PL + lambda_CL L_CL``: the MIL loss of Eq. 4 (BCE of the
+global video probability, each class weighted by its inverse train frequency) [``mil_loss:
+paper``] or HAN's three-term attentive MIL loss with the same weights [``han``], BCE of the
+segment probabilities against the pseudo labels, and an InfoNCE loss pulling together segments of
+a batch that share a pseudo-labelled event. At inference the segment probabilities are the
+prototype labels with the predicted video labels (global video probability >= 0.5) in place of
+the weak labels [``inference_label_type``: soft, Eq. 10, as section 4.4 says; PPL_Test uses hard,
+Eq. 9, as section 5.3 says], or the classifier's own output [``inference: classifier``]. The
+network is PPL's own (``avvp.models.ppl``, ``model.name: ppl`` in the preset); ``model.name=han``
+trains PPL on HAN. "Base" of paper Table 2 is ``--config recipe:ppl_base`` (no pseudo labels).
 
 Decisions where SPEC and the papers are silent (the option, where there is one, in brackets):
 
@@ -26,7 +31,11 @@ Decisions where SPEC and the papers are silent (the option, where there is one, 
   [``warmup_epochs``] epochs have finished, training uses L_MIL only.
 * Which network labels. The EMA copy (encoder and classifier) gives both the probabilities that
   select segments and the features that are clustered and labelled; its momentum 0 is the paper's
-  "without momentum encoder" ablation. [``momentum_warmup``] caps the momentum at
+  "without momentum encoder" ablation. The paper writes the update as ``theta_E <- (1 - eta)
+  theta_E + eta theta`` with eta = 0.999, which read literally keeps 0.1 % of the old weights
+  [``momentum_reading: literal``]; the default reads 0.999 as the weight of the old weights, as
+  momentum encoders (MoCo, the paper's reference [19]) do [``conventional``]. In the literal
+  reading the no-EMA ablation is momentum 1. [``momentum_warmup``] caps the momentum at
   ``(1 + t) / (10 + t)`` after t steps, for schedules too short for m = 0.999 to leave its
   start. Prototype inference takes features from the EMA copy too (the space its prototypes
   live in) and the video labels from the model being evaluated.
@@ -43,8 +52,8 @@ Decisions where SPEC and the papers are silent (the option, where there is one, 
   training video is labelled with) labels every segment 0; an empty negative set makes the
   negative mean 0, so a positive video's segments all get the class (the limit of Eq. 10).
 * Both label rules L2-normalise the features. The hard rule keeps Eq. 9 literally (no
-  temperature), so it is not the soft rule thresholded at 0.5; the label rule [``label_type``]
-  also selects the prototype inference rule.
+  temperature), so it is not the soft rule thresholded at 0.5. [``label_type``] is the rule of
+  the training pseudo labels, [``inference_label_type``] the rule of prototype inference.
 * Naive pseudo labels [``pseudo_labels: naive``] (paper Table 2, NPL) are the EMA model's segment
   probabilities times the weak label (soft), or thresholded at 0.5 (hard).
 * L_CL binarises soft labels with ``>= 0.5`` (the evaluation's rule), leaves the anchor out of its
@@ -98,6 +107,7 @@ from avvp.config import (
     one_of,
     parse_overrides,
     resolve_config,
+    validate_config,
 )
 from avvp.losses import (
     attentive_mil_loss,
@@ -144,6 +154,16 @@ class LabelModel(Choice, label="method.label_model"):
 class Inference(Choice, label="method.inference"):
     PROTOTYPE = "prototype"
     CLASSIFIER = "classifier"
+
+
+class MILLoss(Choice, label="method.mil_loss"):
+    PAPER = "paper"
+    HAN = "han"
+
+
+class MomentumReading(Choice, label="method.momentum_reading"):
+    CONVENTIONAL = "conventional"
+    LITERAL = "literal"
 
 
 class SplitOutputs(NamedTuple):
@@ -280,6 +300,22 @@ def naive_labels(segment_prob: Tensor, weak: Tensor, label_type: LabelType) -> T
     return weak[:, None, None, :].to(segment_prob.dtype) * segment_prob
 
 
+def paper_mil_loss(video_prob: Tensor, weak: Tensor, class_weights: Tensor | None) -> Tensor:
+    """Paper 000 Eq. 4 (supplementary Eq. 7): ``CE(w_hat, w)``, the binary cross-entropy of the
+    global video probabilities (B, C) against the weak labels, each class weighted by
+    ``class_weights`` (C,) (inversely proportional to the event distribution), averaged over
+    videos and classes."""
+    weight = None if class_weights is None else class_weights.expand_as(weak)
+    return clamped_bce(video_prob, weak, weight)
+
+
+def old_weight(momentum: float, reading: MomentumReading) -> float:
+    """The factor on the old momentum weights per update: ``m`` in the conventional reading
+    (``theta_E <- m theta_E + (1 - m) theta``), ``1 - eta`` in the literal one (paper 000
+    section 4.1 and Algorithm 1 line 13: ``theta_E <- (1 - eta) theta_E + eta theta``)."""
+    return momentum if reading is MomentumReading.CONVENTIONAL else 1.0 - momentum
+
+
 def warmed_up_momentum(momentum: float, step: int) -> float:
     """``min(m, (1 + step) / (10 + step))`` for the 0-based optimiser ``step``: the warm-up of
     TensorFlow's ExponentialMovingAverage (``num_updates``), so a short run's EMA forgets its
@@ -322,9 +358,11 @@ class PPL(Method):
         "mil_weight": number(0),
         "pl_weight": number(0),
         "cl_weight": number(0),
+        "mil_loss": one_of(MILLoss),
         "inverse_frequency": boolean(),
         "cl_temperature": number(0, above=True),
         "momentum": number(0, 1),
+        "momentum_reading": one_of(MomentumReading),
         "momentum_warmup": boolean(),
         "gamma": number(0, 1),
         "beta": number(0, 1),
@@ -339,6 +377,7 @@ class PPL(Method):
         "label_model": one_of(LabelModel),
         "warmup_epochs": number(0, integer=True),
         "inference": one_of(Inference),
+        "inference_label_type": one_of(LabelType),
     }
 
     @classmethod
@@ -349,6 +388,13 @@ class PPL(Method):
             return ["method.mil_weight, pl_weight and cl_weight are all 0: no loss to train"]
         if weights[0] == 0 and _is_positive(options.get("warmup_epochs")):
             return ["method.mil_weight=0 leaves nothing to train on during the warm-up"]
+        literal = options.get("momentum_reading") == MomentumReading.LITERAL
+        if literal and options.get("momentum") == 0:
+            return [
+                "method.momentum=0 with method.momentum_reading=literal keeps the momentum model "
+                "at its random start (eta = 0); the paper's no-momentum ablation is "
+                "method.momentum=1 in the literal reading, 0 in the conventional one"
+            ]
         return []
 
     def __init__(self, config: Config, train_data: SplitData | None):
@@ -358,6 +404,9 @@ class PPL(Method):
         self.label_type = LabelType.parse(options["label_type"])
         self.label_model = LabelModel.parse(options["label_model"])
         self.inference = Inference.parse(options["inference"])
+        self.inference_label_type = LabelType.parse(options["inference_label_type"])
+        self.mil_loss = MILLoss.parse(options["mil_loss"])
+        self.momentum_reading = MomentumReading.parse(options["momentum_reading"])
         self.selection = Selection.parse(options["selection"])
         self.class_weights: Tensor | None = None
         if train_data is not None and options["inverse_frequency"]:
@@ -396,9 +445,13 @@ class PPL(Method):
         losses: dict[str, Tensor] = {}
         if options["mil_weight"] > 0:
             weights = None if self.class_weights is None else self.class_weights.to(batch.weak)
-            losses["mil"] = options["mil_weight"] * attentive_mil_loss(
-                output, batch.weak, options["visual_label_smoothing"], class_weights=weights
-            )
+            if self.mil_loss is MILLoss.PAPER:
+                mil = paper_mil_loss(output.video_prob, batch.weak, weights)
+            else:
+                mil = attentive_mil_loss(
+                    output, batch.weak, options["visual_label_smoothing"], class_weights=weights
+                )
+            losses["mil"] = options["mil_weight"] * mil
         if self.labels is not None:
             labels = self.labels[batch.index.cpu()].to(batch.weak.device)
             if options["pl_weight"] > 0:
@@ -412,7 +465,7 @@ class PPL(Method):
         return losses, {}
 
     def after_optimizer_step(self, trainer: Trainer) -> None:
-        momentum = self.options["momentum"]
+        momentum = old_weight(self.options["momentum"], self.momentum_reading)
         if self.options["momentum_warmup"]:
             momentum = warmed_up_momentum(momentum, self.ema_steps)
         ema_update(self.momentum_model, trainer.model, momentum)
@@ -564,7 +617,7 @@ class PPL(Method):
             source.features,
             predicted,
             self.prototypes.to(predicted.device),
-            self.label_type,
+            self.inference_label_type,
             self.options["temperature"],
         )
         return dataclasses.replace(output, segment_prob=segment_prob)
@@ -628,15 +681,19 @@ def ppl_test_method(
     """PPL_Test (paper Table 3): prototypes from a trained run's own model, no retraining.
 
     Returns ``(config, model, method)`` for ``avvp.training.inference.score_split`` or
-    ``predict_split``: the run's config with the ``ppl`` preset's method section, then
-    ``overrides`` (``key=value``, e.g. ``data.root=...`` or ``method.label_type=hard``, the rule
-    the paper names for PPL_Test); the run's best model; a PPL method whose prototypes come from
-    that model's features on the training split (so the momentum model is the model itself).
+    ``predict_split``: the run's config with the ``ppl`` preset's method section and the hard
+    labels of Eq. 9 (``method.inference_label_type=hard``, the rule the paper names for PPL_Test:
+    "simply predict the prototype-based pseudo labels (Eq. (9))"), then ``overrides``
+    (``key=value``, e.g. ``data.root=...`` or ``method.inference_label_type=soft``); the run's
+    best model; a PPL method whose prototypes come from that model's features on the training
+    split (so the momentum model is the model itself).
     """
     run_config, model, _ = load_run(run_dir, device)
     config = copy.deepcopy(run_config)
     config["method"] = resolve_config("ppl")["method"]
+    config["method"]["inference_label_type"] = LabelType.HARD.value
     config = merge(config, parse_overrides(overrides), "")
+    validate_config(config, training=False)
     train = load_splits(config, ("train",), progress=False)["train"]
     method = PPL(config, train)
     method.momentum_model = model

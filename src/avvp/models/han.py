@@ -19,6 +19,28 @@ from avvp.models.base import ParseOutput
 from avvp.registry import create, register
 
 
+def check_feature_shapes(features: Mapping[str, Tensor], dims: Mapping[str, int]) -> None:
+    """A ValueError naming the feature set unless every set of ``dims`` (name -> dimension) is in
+    ``features``, shaped (B, T, dim) with one B and T: without it a per-frame array (res152 as
+    stored on disk, 8 rows a segment) fails deep inside a model with a bare tensor size error."""
+    missing = [name for name in dims if name not in features]
+    if missing:
+        raise ValueError(
+            f"feature sets {', '.join(missing)} are missing: the model reads {', '.join(dims)}"
+        )
+    first = next(iter(dims))
+    leading = tuple(features[first].shape[:2])
+    for name, dim in dims.items():
+        shape = tuple(features[name].shape)
+        if shape != (*leading, dim):
+            raise ValueError(
+                f"feature set {name!r}: expected shape {(*leading, dim)} (videos, segments, "
+                f"dim, as {first!r} gives them), found {shape}; the model "
+                "takes one row per segment, so average each segment's frames first (Run."
+                "predict of avvp.load_run takes the features as stored on disk)"
+            )
+
+
 class StreamStem(nn.Module):
     """Linear projection of each feature set of one stream, fused by a linear layer if several.
 
@@ -92,30 +114,13 @@ class HAN(nn.Module):
         self.pooling = create("pooling", pooling, d_model=d_model, num_classes=num_classes)
 
     def check_features(self, features: Mapping[str, Tensor]) -> None:
-        """A ValueError naming the feature set unless every set the model reads is there, shaped
-        (B, T, dim) with one B and T: without it a per-frame array (res152 as stored on disk,
-        8 rows a segment) fails deep inside with a bare tensor size error."""
+        """A ValueError naming the feature set unless every set the model reads is there."""
         dims = {
             name: projection.in_features
             for stem in (self.audio_stem, self.visual_stem)
             for name, projection in stem.projections.items()
         }
-        missing = [name for name in dims if name not in features]
-        if missing:
-            raise ValueError(
-                f"feature sets {', '.join(missing)} are missing: the model reads {', '.join(dims)}"
-            )
-        first = next(iter(dims))
-        leading = tuple(features[first].shape[:2])
-        for name, dim in dims.items():
-            shape = tuple(features[name].shape)
-            if shape != (*leading, dim):
-                raise ValueError(
-                    f"feature set {name!r}: expected shape {(*leading, dim)} (videos, segments, "
-                    f"dim, as {first!r} gives them), found {shape}; the model "
-                    "takes one row per segment, so average each segment's frames first (Run."
-                    "predict of avvp.load_run takes the features as stored on disk)"
-                )
+        check_feature_shapes(features, dims)
 
     def encode(self, features: Mapping[str, Tensor]) -> Tensor:
         """Per-segment features (B, T, 2, d_model) before the pooling."""
