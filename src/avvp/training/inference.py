@@ -13,7 +13,7 @@ from torch import nn
 from avvp.config import Config
 from avvp.data.dataset import SplitData
 from avvp.evaluation.checks import warn_if_empty
-from avvp.evaluation.metrics import binarize, evaluate
+from avvp.evaluation.metrics import Evaluation, binarize, evaluate_detailed
 from avvp.models.base import ParseOutput
 from avvp.training.batches import feature_names, make_batch
 
@@ -92,12 +92,26 @@ def score_split(
     ``warn_empty``: warn (:func:`avvp.evaluation.checks.warn_if_empty`) when the parse is (nearly)
     empty; for numbers that are printed as a result, not for the per-epoch validation.
     """
+    return evaluate_split(model, method, data, config, device, warn_empty=warn_empty).metrics
+
+
+def evaluate_split(
+    model: nn.Module,
+    method: Method,
+    data: SplitData,
+    config: Config,
+    device: torch.device,
+    *,
+    warn_empty: bool = False,
+) -> Evaluation:
+    """:func:`score_split` with the per-video scores (``Evaluation.per_video``) the numbers
+    average."""
     if data.dense is None:
         raise ValueError(f"split {data.split!r} has no dense ground truth to score against")
     probabilities = predict_split(model, method, data, feature_names(config), device)
     pred_audio, pred_visual = probabilities.binarize(config["eval"])
     if warn_empty:
         warn_if_empty(pred_audio, pred_visual, data.split)
-    return evaluate(
+    return evaluate_detailed(
         pred_audio, pred_visual, data.dense.audio, data.dense.visual, iou=config["eval"]["iou"]
     )

@@ -40,13 +40,14 @@ from tqdm.auto import tqdm
 from avvp.config import Config, resolve_paths, validate_config, with_new_defaults
 from avvp.data.annotations import DenseLabels
 from avvp.data.dataset import SplitData
+from avvp.evaluation.per_video import PER_VIDEO_FILE, write_per_video
 from avvp.evaluation.summary import HEADERS, METRICS
 from avvp.io_utils import atomic_torch_save, atomic_write_text, write_json
 from avvp.methods.base import Batch, Method
 from avvp.registry import create
 from avvp.training import distributed
 from avvp.training.batches import feature_names, make_batch
-from avvp.training.inference import score_split
+from avvp.training.inference import evaluate_split, score_split
 from avvp.training.run_folder import SAVED_EPOCH_FILE, claim_run_folder
 from avvp.training.run_info import run_metadata
 
@@ -61,6 +62,7 @@ RUN_FILES = (
     "metrics.csv",
     "val_metrics.json",
     "test_metrics.json",
+    PER_VIDEO_FILE,
 )
 LAST_KEYS = ("config", "epoch", "model", "optimizer", "scheduler", "method", "history", "rng")
 BEST_KEYS = ("config", "epoch", "model", "method", "val_metrics")
@@ -559,7 +561,7 @@ class Trainer:
                     f"scoring {path} (epoch {best['epoch']}) on the test split "
                     f"({len(self.data['test'])} videos)"
                 )
-                test_metrics = score_split(
+                test = evaluate_split(
                     self.model,
                     self.method,
                     self.data["test"],
@@ -567,7 +569,13 @@ class Trainer:
                     self.device,
                     warn_empty=True,
                 )
+                test_metrics = test.metrics
                 with self._saving():
+                    # Before test_metrics.json, which marks a finished run: a finished run has
+                    # both (the benchmark suite's bootstrap resamples these per-video scores).
+                    write_per_video(
+                        self.run_dir / PER_VIDEO_FILE, test, self.data["test"].filenames
+                    )
                     write_json(self.run_dir / "test_metrics.json", test_metrics)
         distributed.barrier()
         return test_metrics
