@@ -228,6 +228,8 @@ def test_options_and_missing_labels_are_errors(tmp_path):
         VPLAN(resolve_config("vplan", overrides=["method.rl_weight=-1"]), None)
     with pytest.raises(ValueError, match="expected one of max, attentive"):
         VPLAN(resolve_config("vplan", overrides=["method.richness_video=mean"]), None)
+    with pytest.raises(ValueError, match=re.escape("'method.pld_guard' expects bool")):
+        resolve_config("vplan", overrides=["method.pld_guard=sometimes"])
     labels = np.zeros((2, 10, 25), dtype=np.float32)
     path = write_labels(tmp_path / "audio_only.npz", ["a", "b"], audio=labels)
     config = resolve_config("vplan", overrides=[f"method.visual_labels={path}"])
@@ -236,7 +238,7 @@ def test_options_and_missing_labels_are_errors(tmp_path):
 
 
 # ---- denoising
-def reference_flips(prob, labels, k, alpha):
+def reference_flips(prob, labels, k, alpha, guard=False):
     videos, segments, classes = labels.shape
     flips = np.zeros(labels.shape, dtype=bool)
     for v, c in itertools.product(range(videos), range(classes)):
@@ -245,19 +247,21 @@ def reference_flips(prob, labels, k, alpha):
         losses = [bce(prob[v, t, c], labels[v, t, c]) for t in range(segments)]
         threshold = alpha * sum(sorted(losses)[:k]) / k
         for t in range(segments):
-            flips[v, t, c] = losses[t] > threshold
+            model_agrees = (prob[v, t, c] >= 0.5) == (labels[v, t, c] >= 0.5)
+            flips[v, t, c] = losses[t] > threshold and not (guard and model_agrees)
     return flips
 
 
+@pytest.mark.parametrize("guard", [False, True])
 @pytest.mark.parametrize(("k", "alpha"), [(5, 10.0), (1, 3.0), (10, 1.5)])
-def test_denoise_flips_match_loops(k, alpha):
+def test_denoise_flips_match_loops(k, alpha, guard):
     rng = np.random.default_rng(5)
     labels = (rng.random((8, 10, 6)) < 0.4).astype(np.float64)
     labels[0] = 0
     prob = rng.random(labels.shape) ** 3
     prob[1] = np.where(rng.random(labels.shape[1:]) < 0.5, 0.0, 1.0)  # saturated predictions
-    expected = reference_flips(prob, labels, k, alpha)
-    got = denoise_flips(torch.from_numpy(prob), torch.from_numpy(labels), k, alpha).numpy()
+    expected = reference_flips(prob, labels, k, alpha, guard)
+    got = denoise_flips(torch.from_numpy(prob), torch.from_numpy(labels), k, alpha, guard).numpy()
     np.testing.assert_array_equal(got, expected)
     assert expected.any() and not expected.all()
 
@@ -291,6 +295,27 @@ def test_denoise_labels_on_a_hand_built_video():
     assert "Speech" in text and "Dog" in text and "Car" not in text
     with pytest.raises(ValueError, match=re.escape("k must be in 1..10")):
         denoise_labels(prob, labels, k=11)
+
+
+def test_the_literal_rule_flips_a_label_the_model_agrees_with_and_the_guard_does_not():
+    """Issue 13: all losses of a class tiny, a p = 0.998 prediction on a label-1 segment (loss
+    0.002) exceeds 10 x the mean of the 5 smallest losses (1e-5) and is flipped to 0."""
+    labels = np.zeros((1, 10, 25), dtype=np.float32)
+    prob = np.full((1, 10, 25), 0.01)
+    labels[0, :4, 0] = 1
+    prob[0, :, 0] = [0.998] + [1 - 1e-5] * 3 + [1e-5] * 6
+    # class 1: a label the model contradicts (label 0, p = 0.9): both rules flip it
+    labels[0, 5:, 1] = 1
+    prob[0, :, 1] = [0.01] * 4 + [0.9] + [0.99] * 5
+    literal = denoise_labels(prob, labels, k=5, alpha=10.0)
+    guarded = denoise_labels(prob, labels, k=5, alpha=10.0, guard=True)
+    assert literal[0, 0, 0] == 0 and guarded[0, 0, 0] == 1
+    assert literal[0, 4, 1] == guarded[0, 4, 1] == 1
+    expected = labels.copy()
+    expected[0, 4, 1] = 1
+    np.testing.assert_array_equal(guarded, expected)
+    expected[0, 0, 0] = 0
+    np.testing.assert_array_equal(literal, expected)
 
 
 def test_label_changes_scores_against_truth():
@@ -374,6 +399,12 @@ def test_train_denoise_and_retrain(dataset, noisy_labels, tmp_path):
     argv = ["pseudo-labels", "denoise", "--run", str(run), "--out", str(command_out)]
     assert main([*argv, "--alpha", "2", "--no-progress"]) == 0
     np.testing.assert_array_equal(load_pseudo_labels(command_out).visual, refined.visual)
+    # the guard keeps a subset of the paper's flips: those the model contradicts
+    guarded = load_pseudo_labels(denoise_run(run, tmp_path / "g.npz", alpha=2.0, guard=True))
+    guarded_changed = guarded.visual != original.visual
+    assert not (guarded_changed & ~changed).any()
+    assert main([*argv, "--alpha", "2", "--guard", "--no-progress"]) == 0
+    np.testing.assert_array_equal(load_pseudo_labels(command_out).visual, guarded.visual)
     # another split's label file (the paper scores PLD on val): only that split's videos change
     config = resolve_config("vplan", None, [f"data.root={dataset}"])
     val_ids = list(load_splits(config, ("val",), progress=False)["val"].video_ids)

@@ -342,6 +342,13 @@ def _add_denoise(parser: argparse.ArgumentParser) -> None:
         choices=SPLITS,
         help="split of --labels (e.g. val PLG labels, then `score` them as the paper's Table II)",
     )
+    parser.add_argument(
+        "--guard",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flip only labels the model contradicts (default: the run's method.pld_guard; "
+        "the paper flips every label above the threshold)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -353,7 +360,7 @@ def _run_denoise(args: argparse.Namespace) -> int:
     where = {"split": args.split, "labels": args.labels}
     progress = not args.no_progress
     refined = denoise_run(
-        args.run, args.out, k=args.k, alpha=args.alpha, progress=progress, **where
+        args.run, args.out, k=args.k, alpha=args.alpha, progress=progress, guard=args.guard, **where
     )
     print(denoising_statistics(args.run, refined, **where).format())
     print(f"wrote {refined}; retrain with method.visual_labels={refined}")

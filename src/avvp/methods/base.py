@@ -163,6 +163,12 @@ class Method:
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, float]:
         return {}
 
+    def optimizer_restart_lr(self, epoch: int) -> float | None:
+        """The lr of a fresh optimiser (and schedule) the trainer builds before (0-based)
+        ``epoch``, or None to keep the current one. A resumed run restores the optimiser it saved
+        after that epoch, so the restart happens once per run."""
+        return None
+
     def after_optimizer_step(self, trainer: Trainer) -> None:
         """Called after every optimiser step (e.g. to update an EMA model)."""
 

@@ -9,12 +9,17 @@ tau (the augmentation). Counting runs over both streams jointly (N = 2T, the pap
 where a class is positive when at least tau_a segments are audible or tau_v visible.
 
 An optional warm-up trains with HAN's attentive loss alone first (the paper refines a pre-trained
-model); the best checkpoint is chosen among the epochs after it. ``--init-from RUN`` starts from a
-finished run instead (paper 002: "a model pre-trained with MA setup"), and ``data.video_labels``
-(e.g. MA's ``ma_labels.npz``) replaces the weak labels: L_att takes its per-stream targets, joint
-counting its union; per-stream counting takes each stream's labels as that stream's positives
-and targets (``BCE(P(z_a >= tau_a), y_a) + BCE(P(z_v >= tau_v), y_v)``, ours: the paper counts
-jointly).
+model); the best checkpoint is chosen among the epochs after it. The refinement then starts as a
+refinement of a finished run does (Algorithm 1): tau = 1 for its first epoch (no E-step during the
+warm-up) and a fresh optimiser at ``method.refine_lr``; ``method.warmup_estep`` and
+``method.refine_fresh_optimizer`` bring back the earlier recipe (tau estimated after every warm-up
+epoch, one optimiser throughout). At the start of the refinement an E-step on the starting model
+is reported (``tau_start.*``; on synthetic data its error against the true counts), never used.
+``--init-from RUN`` starts from a finished run instead (paper 002: "a model pre-trained with MA
+setup"), and ``data.video_labels`` (e.g. MA's ``ma_labels.npz``) replaces the weak labels: L_att
+takes its per-stream targets, joint counting its union; per-stream counting takes each stream's
+labels as that stream's positives and targets
+(``BCE(P(z_a >= tau_a), y_a) + BCE(P(z_v >= tau_v), y_v)``, ours: the paper counts jointly).
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avvp.choices import Choice
 from avvp.classes import NUM_CLASSES
 from avvp.config import Config, Rule, boolean, number, one_of
-from avvp.losses import attentive_mil_loss, clamped_bce
+from avvp.losses import PROBABILITY_EPSILON, attentive_mil_loss, clamped_bce
 from avvp.methods.base import Batch, Method
 from avvp.poisson_binomial import PmfMethod, most_likely_count, poisson_binomial_tail
 from avvp.registry import register
@@ -83,6 +89,20 @@ def joined_tau(tau_i: Tensor, tau_j: Tensor, positive_i: Tensor, positive_j: Ten
     return torch.where(both, tau_i + tau_j, torch.where(either, torch.maximum(tau_i, tau_j), 1))
 
 
+@torch.no_grad()
+def bce_by_target(prob: Tensor, target: Tensor) -> dict[str, float]:
+    """``clamped_bce(prob, target)`` split into the share of positive (target > 0) and of negative
+    pairs: the two values sum to the loss, so a jump of either names the pairs that cause it."""
+    prob = prob.clamp(PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
+    elementwise = F.binary_cross_entropy(prob, target, reduction="none")
+    positive = target > 0
+    total = elementwise.numel()
+    return {
+        "positive": float(elementwise[positive].sum()) / total,
+        "negative": float(elementwise[~positive].sum()) / total,
+    }
+
+
 @register("method", "poibin")
 class PoiBin(Method):
     TRAINS_ON_VIDEO_LABELS = True
@@ -97,15 +117,27 @@ class PoiBin(Method):
         "augmentation": boolean(),
         # Its range depends on optim.epochs: config_problems.
         "warmup_epochs": number(integer=True),
+        "warmup_estep": boolean(),
+        "refine_fresh_optimizer": boolean(),
+        "refine_lr": number(0, above=True, nullable=True),
     }
 
     @classmethod
     def config_problems(cls, config: Config, training: bool) -> list[str]:
-        epochs, warmup = config["optim"]["epochs"], config["method"]["warmup_epochs"]
+        method = config["method"]
+        epochs, warmup = config["optim"]["epochs"], method["warmup_epochs"]
         if isinstance(warmup, int) and isinstance(epochs, int) and not 0 <= warmup < epochs:
             return [
                 f"method.warmup_epochs must be in [0, optim.epochs = {epochs}), got {warmup}: "
                 "the best checkpoint is chosen after the warm-up"
+            ]
+        if method["refine_lr"] is not None and (
+            warmup == 0 or method["refine_fresh_optimizer"] is not True
+        ):
+            return [
+                f"method.refine_lr={method['refine_lr']} needs method.warmup_epochs > 0 and "
+                "method.refine_fresh_optimizer=true (it is the lr of the optimiser the "
+                "refinement starts with); without a warm-up set optim.lr"
             ]
         return []
 
@@ -162,17 +194,21 @@ class PoiBin(Method):
         if self.warming_up:
             return losses, {}
         tau = self.tau[batch.index.cpu()].to(batch.weak.device)
+        report: dict[str, float] = {}
         if options["poibin_loss"]:
             groups = count_groups(output.segment_prob, self.counting)
             if self.video_labels is not None and self.counting is Counting.PER_STREAM:
-                tails = poisson_binomial_tail(groups, tau, method=self.pmf_method)  # (B, 2, C)
-                losses["poibin"] = clamped_bce(tails, torch.stack((audio, visual), dim=1))
+                prob = poisson_binomial_tail(groups, tau, method=self.pmf_method)  # (B, 2, C)
+                poibin_target = torch.stack((audio, visual), dim=1)
             else:
-                pooled = pooled_probability(groups, tau, self.pmf_method)
-                losses["poibin"] = clamped_bce(pooled, target)
+                prob = pooled_probability(groups, tau, self.pmf_method)
+                poibin_target = target
+            losses["poibin"] = clamped_bce(prob, poibin_target)
+            shares = bce_by_target(prob, poibin_target)
+            report = {f"loss.poibin_{name}": value for name, value in shares.items()}
         if options["augmentation"] and len(batch.weak) > 1:
             losses["augmentation"] = self._augmentation_loss(model, batch, tau, target)
-        return losses, {}
+        return losses, report
 
     def _augmentation_loss(
         self, model: nn.Module, batch: Batch, tau: Tensor, labels: Tensor
@@ -191,7 +227,20 @@ class PoiBin(Method):
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> dict[str, float]:
         self.warming_up = epoch < self.options["warmup_epochs"]
-        return {}
+        if epoch != self.options["warmup_epochs"] or self.train_data is None:
+            return {}
+        # The refinement starts: how the starting model counts, reported and never used (the
+        # method assumes it under-counts; tau stays as it is for this epoch).
+        trainer.note(f"epoch {epoch + 1}: the starting model's most likely counts (reported only)")
+        counts = torch.where(self.positive, self.most_likely_counts(trainer), 1)
+        return self.tau_report(trainer, counts, self.positive, name="tau_start")
+
+    def optimizer_restart_lr(self, epoch: int) -> float | None:
+        warmup = self.options["warmup_epochs"]
+        if warmup == 0 or epoch != warmup or not self.options["refine_fresh_optimizer"]:
+            return None
+        refine_lr = self.options["refine_lr"]
+        return self.config["optim"]["lr"] if refine_lr is None else refine_lr
 
     def selectable(self, epoch: int) -> bool:
         # A warm-up epoch is a HAN model; the loss ablations (paper Table 3) would otherwise all
@@ -200,7 +249,7 @@ class PoiBin(Method):
 
     # ---- E-step
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> dict[str, float]:
-        if self.tau_rule is TauRule.FIXED:
+        if self.tau_rule is TauRule.FIXED or (self.warming_up and not self.options["warmup_estep"]):
             return {}
         trainer.note(
             f"epoch {epoch + 1}: E-step, the most likely count of every positive class of the "
@@ -208,7 +257,7 @@ class PoiBin(Method):
         )
         counts = self.most_likely_counts(trainer)
         self.tau = torch.where(self.positive, counts, 1)
-        return self.tau_report(trainer, self.positive)
+        return self.tau_report(trainer, self.tau, self.positive)
 
     @torch.no_grad()
     def most_likely_counts(self, trainer: Trainer) -> Tensor:
@@ -223,11 +272,14 @@ class PoiBin(Method):
         trainer.model.train()
         return counts
 
-    def tau_report(self, trainer: Trainer, positive: Tensor) -> dict[str, float]:
-        """tau over positive pairs and, on synthetic data, its error against the true count."""
-        mask = positive.expand_as(self.tau)
-        values = self.tau[mask].float()
-        report = {"tau.mean": float(values.mean()), "tau.max": float(values.max())}
+    def tau_report(
+        self, trainer: Trainer, tau: Tensor, positive: Tensor, name: str = "tau"
+    ) -> dict[str, float]:
+        """``tau`` over positive pairs and, on synthetic data, its signed error against the true
+        count (true - tau: negative when the model over-counts), as ``{name}.*`` columns."""
+        mask = positive.expand_as(tau)
+        values = tau[mask].float()
+        report = {f"{name}.mean": float(values.mean()), f"{name}.max": float(values.max())}
         hidden = trainer.hidden_train_labels
         if hidden is not None:
             audio = torch.from_numpy(np.asarray(hidden.audio, dtype=np.int64).sum(axis=1))
@@ -237,10 +289,10 @@ class PoiBin(Method):
                 if self.counting is Counting.JOINT
                 else (torch.stack((audio, visual), dim=1))
             )
-            difference = (true - self.tau)[mask].float()
-            report["tau.error_mean"] = float(difference.mean())
-            report["tau.error_abs"] = float(difference.abs().mean())
-            report["tau.exact"] = float((difference == 0).float().mean())
+            difference = (true - tau)[mask].float()
+            report[f"{name}.error_mean"] = float(difference.mean())
+            report[f"{name}.error_abs"] = float(difference.abs().mean())
+            report[f"{name}.exact"] = float((difference == 0).float().mean())
         return report
 
     # ---- state

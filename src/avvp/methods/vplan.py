@@ -44,6 +44,11 @@ Decisions where SPEC and the paper are silent (the option, where there is one, i
   along the temporal dimension"), the comparison strict; a flip turns y into 1 - y. The refined
   file keeps every video of the original (those outside the run's train split unchanged) and
   its audio labels.
+* PLD as written flips a label the model agrees with when every loss of the class is tiny (a
+  segment labelled 1 and predicted 0.998 has loss 0.002 > 10 x 1e-5). The paper's reason for a
+  flip is a "false pseudo label" that the model contradicts; the guard keeps Eq. 11's flips only
+  where the model contradicts the label: p < 0.5 on a 1, p >= 0.5 on a 0, i.e. a loss above
+  ln 2 [``pld_guard``, off by default: the paper's rule].
 * The learning rate and schedule are HAN's (the paper's value did not survive in our copy).
 
 The checkpoint holds a fingerprint of the label files, so resuming a killed run on a file that
@@ -67,7 +72,7 @@ from torch import Tensor, nn
 
 from avvp.choices import Choice
 from avvp.classes import CLASSES
-from avvp.config import Config, Rule, number, one_of, path_string
+from avvp.config import Config, Rule, boolean, number, one_of, path_string
 from avvp.evaluation.metrics import evaluate
 from avvp.losses import (
     PROBABILITY_EPSILON,
@@ -181,6 +186,7 @@ class VPLAN(Method):
         "rl_weight": number(0),
         "segment_bce_weight": number(0),
         "richness_video": one_of(RichnessVideo),
+        "pld_guard": boolean(),
     }
 
     @classmethod
@@ -259,12 +265,17 @@ def denoising_losses(segment_prob: Tensor, labels: Tensor) -> Tensor:
 
 
 def denoise_flips(
-    segment_prob: Tensor, labels: Tensor, k: int = PLD_K, alpha: float = PLD_ALPHA
+    segment_prob: Tensor,
+    labels: Tensor,
+    k: int = PLD_K,
+    alpha: float = PLD_ALPHA,
+    guard: bool = False,
 ) -> Tensor:
     """Paper 003, Eq. 11: which pseudo labels to flip, (V, T, C) bool.
 
     Per video and class, the segments whose masked loss (Eq. 10) exceeds ``alpha`` times the mean
-    of the ``k`` smallest losses over the T segments.
+    of the ``k`` smallest losses over the T segments. ``guard`` (ours) keeps only the flips of
+    labels the model contradicts (p < 0.5 on a label >= 0.5, p >= 0.5 on a label < 0.5).
     """
     segments = labels.shape[1]
     if not 1 <= k <= segments:
@@ -273,11 +284,18 @@ def denoise_flips(
         raise ValueError(f"alpha must be > 0, got {alpha}")
     loss = denoising_losses(segment_prob, labels)
     smallest = loss.topk(k, dim=1, largest=False).values.mean(dim=1, keepdim=True)
-    return loss > alpha * smallest
+    flips = loss > alpha * smallest
+    if guard:
+        flips &= (segment_prob >= 0.5) != (labels >= 0.5)
+    return flips
 
 
 def denoise_labels(
-    segment_prob: np.ndarray, labels: np.ndarray, k: int = PLD_K, alpha: float = PLD_ALPHA
+    segment_prob: np.ndarray,
+    labels: np.ndarray,
+    k: int = PLD_K,
+    alpha: float = PLD_ALPHA,
+    guard: bool = False,
 ) -> np.ndarray:
     """Refined pseudo labels: ``labels`` (V, T, C) with the PLD flips of ``segment_prob``."""
     flips = denoise_flips(
@@ -285,6 +303,7 @@ def denoise_labels(
         torch.from_numpy(np.asarray(labels, dtype=np.float64)),
         k,
         alpha,
+        guard,
     ).numpy()
     return np.where(flips, 1 - labels, labels).astype(np.float32)
 
@@ -309,6 +328,7 @@ def denoise_run(
     split: str = "train",
     labels: Path | None = None,
     progress: bool = True,
+    guard: bool | None = None,
 ) -> Path:
     """PLD with a trained run: a visual label file, denoised by the run's best model, to ``out``.
 
@@ -316,7 +336,8 @@ def denoise_run(
     val, to score PLD against dense ground truth as the paper's Table II) goes with ``split``.
     The run's visual segment probabilities on the split decide the flips (Eqs. 10-11); videos of
     the file outside the split and its audio labels are written unchanged. ``out`` may not be
-    the source file, which a resume of the run may still need.
+    the source file, which a resume of the run may still need. ``guard``: the flips
+    :func:`denoise_flips` keeps; None takes the run's ``method.pld_guard``.
     """
     run_dir, out = Path(run_dir), Path(out)
     config, model, method = load_run(run_dir)
@@ -326,7 +347,9 @@ def denoise_run(
     data = load_splits(config, (split,), progress=progress)[split]
     current = aligned_stream_labels(source, "visual", data.video_ids, str(source))
     probabilities = predict_split(model, method, data, feature_names(config), torch.device("cpu"))
-    refined = denoise_labels(probabilities.segment_prob[:, :, VISUAL], current, k, alpha)
+    if guard is None:
+        guard = config["method"]["pld_guard"]
+    refined = denoise_labels(probabilities.segment_prob[:, :, VISUAL], current, k, alpha, guard)
     original = load_pseudo_labels(source)
     rows = {video: row for row, video in enumerate(original.video_ids)}
     visual = np.array(original.visual, dtype=np.float32, copy=True)

@@ -251,13 +251,7 @@ class Trainer:
         self.method: Method = create(
             "method", config["method"]["name"], config=config, train_data=data["train"]
         )
-        optim = config["optim"]
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"]
-        )
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=optim["lr_step"], gamma=optim["lr_gamma"]
-        )
+        self._new_optimizer(config["optim"]["lr"])
         self.training_model: nn.Module = self.model
         if distributed.world_size() > 1:
             self.training_model = DistributedDataParallel(
@@ -272,6 +266,16 @@ class Trainer:
         # (time, epochs finished) when this process started training: the epoch lines' ETA.
         self._started = (time.perf_counter(), 0)
         self.method.setup(self)
+
+    def _new_optimizer(self, lr: float) -> None:
+        """A fresh optimiser at ``lr`` and its own schedule from step 0."""
+        optim = self.config["optim"]
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=lr, weight_decay=optim["weight_decay"]
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=optim["lr_step"], gamma=optim["lr_gamma"]
+        )
 
     # ---- state
     def state_dict(self) -> dict[str, Any]:
@@ -416,6 +420,10 @@ class Trainer:
     def _run_epoch(self, writer) -> None:
         epoch = self.epoch
         started = time.perf_counter()
+        # A method that pre-trains in-run restarts the optimiser as a run refining another would.
+        restart_lr = self.method.optimizer_restart_lr(epoch)
+        if restart_lr is not None:
+            self._new_optimizer(restart_lr)
         logs: dict[str, float] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
         # Per-phase wall time, so a method's between-epoch work (pseudo labels, EM) shows its cost.
         phases = {"seconds.method": 0.0, "seconds.train": 0.0, "seconds.val": 0.0}
