@@ -56,8 +56,13 @@ def attend(attention: nn.MultiheadAttention, query: Tensor, other: Tensor) -> Te
     if query is other:
         q, k, v = F.linear(query, weight, bias).chunk(3, dim=-1)
     else:
-        q = F.linear(query, weight[:width], bias[:width])
-        k, v = F.linear(other, weight[width:], bias[width:]).chunk(2, dim=-1)
+        # split, not slicing: its backward concatenates the two gradients, where slices' would
+        # fill and add two zero matrices of the packed weight's size.
+        (query_weight, pair_weight), (query_bias, pair_bias) = (
+            tensor.split((width, 2 * width)) for tensor in (weight, bias)
+        )
+        q = F.linear(query, query_weight, query_bias)
+        k, v = F.linear(other, pair_weight, pair_bias).chunk(2, dim=-1)
 
     def heads(x: Tensor) -> Tensor:  # (B, T, D) -> (B, heads, T, D / heads)
         return x.unflatten(-1, (attention.num_heads, -1)).transpose(1, 2)
