@@ -4,6 +4,8 @@ per-parameter Adam loop."""
 
 import copy
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -169,3 +171,15 @@ def test_bf16_on_a_cpu_without_it_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match=r"train\.precision=bf16 but this CPU has no native"):
         check_precision("bf16", torch.device("cpu"))
     check_precision("fp32", torch.device("cpu"))
+
+
+def test_training_imports_no_scikit_learn():
+    """scikit-learn (~90 MB of a training process's memory) loads only when PPL clusters."""
+    code = (
+        "import sys; from avvp import registry; registry.available('method'); "
+        "import avvp.methods.ppl; print('sklearn' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -583,6 +583,10 @@ class Trainer:
         atomic_torch_save(checkpoint, self.run_dir / BEST_CHECKPOINT)
 
     def _finish(self) -> dict[str, dict[str, float]]:
+        # Training is over and last.pt holds its state: Adam's moments and the last gradients
+        # (three copies of the weights) would otherwise be the peak memory of test scoring.
+        self.optimizer.state.clear()
+        self.optimizer.zero_grad(set_to_none=True)
         test_metrics: dict[str, dict[str, float]] = {}
         if distributed.is_main_process():
             path = self.run_dir / BEST_CHECKPOINT
