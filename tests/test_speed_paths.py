@@ -183,3 +183,27 @@ def test_training_imports_no_scikit_learn():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_training_runs_on_one_thread_unless_omp_num_threads_is_set(dataset, tmp_path, monkeypatch):
+    threads_seen = []
+    original = avvp.methods.base.attentive_mil_loss
+
+    def recording_loss(*args, **kwargs):
+        threads_seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(avvp.methods.base, "attentive_mil_loss", recording_loss)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        flags = ["--data", str(dataset), "--out", str(tmp_path / "one"), *TINY_TRAINING]
+        assert main(["train", "--method", "han", *flags]) == 0
+        assert set(threads_seen) == {1}
+        assert torch.get_num_threads() == 2  # restored after the run
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        with trainer.training_threads():
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -382,9 +383,10 @@ class Trainer:
     def fit(self) -> dict[str, dict[str, float]]:
         """Train (resuming a killed run where it stopped), then score the best model on test.
 
-        Holds the run folder (:func:`~avvp.training.run_folder.claim_run_folder`) throughout.
+        Holds the run folder (:func:`~avvp.training.run_folder.claim_run_folder`) throughout,
+        and trains with :func:`training_threads`.
         """
-        with claim_run_folder(self.run_dir, RUN_FILES):
+        with claim_run_folder(self.run_dir, RUN_FILES), training_threads():
             return self._fit()
 
     def _fit(self) -> dict[str, dict[str, float]]:
@@ -667,6 +669,26 @@ def timed(totals: dict[str, float], key: str) -> Iterator[None]:
         yield
     finally:
         totals[key] = totals.get(key, 0.0) + time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def training_threads() -> Iterator[None]:
+    """One CPU thread for the ``with`` block unless OMP_NUM_THREADS says otherwise.
+
+    HAN's matmuls (160 rows at batch 16) gain little from a second thread, and torch's OpenMP
+    threads spin while they wait: next to any other busy process, two threads ran a training
+    step up to ten times slower than one (README, "Threads"). Several runs at once, one thread
+    each, use several cores well.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def check_resumable(saved: Config, current: Config) -> None:
