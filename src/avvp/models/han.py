@@ -49,9 +49,8 @@ def attend(attention: nn.MultiheadAttention, query: Tensor, other: Tensor) -> Te
     batch-first layout with its own weights and the same scaled_dot_product_attention call
     (shapes, dropout) as torch's, hence the same dropout draws: torch's own forward transposes
     its inputs to sequence-first and backpropagates its packed projections through zero-filled
-    buffers. ``query is other`` is self-attention, whose
-    three projections are one matmul. Equal to the module to float rounding
-    (tests/test_speed_paths.py)."""
+    buffers. ``query is other`` is self-attention, whose three projections are one matmul. Equal
+    to the module to float rounding (tests/test_speed_paths.py)."""
     width, weight, bias = attention.embed_dim, attention.in_proj_weight, attention.in_proj_bias
     if query is other:
         q, k, v = F.linear(query, weight, bias).chunk(3, dim=-1)
