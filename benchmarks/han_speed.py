@@ -1,12 +1,16 @@
 """HAN speed: training throughput, peak memory and inference latency, on CPU (and CUDA if present).
 
-    python benchmarks/han_speed.py [--steps 60] [--devices cpu,cuda] [--processes 2]
+    python benchmarks/han_speed.py [--steps 60] [--devices cpu,cuda] [--processes 2] [--no-loaded]
 
 Prints a table and writes benchmarks/results/han_speed.{md,json}. Inputs are random features of
 the official dimensions held in memory, so the numbers measure the model and the training step,
 not the disk (see cache_speed.py for data loading). The CPU is measured with all its threads, with
 one thread, and as --processes single-thread processes training at once (their summed
-throughput): on a small CPU, independent runs (seeds, ablations) go faster that way.
+throughput): on a small CPU, independent runs (seeds, ablations) go faster that way. The
+"loaded" rows run one training process in each thread layout (1 thread, torch's default, the
+default with OMP_WAIT_POLICY=PASSIVE) alone and next to a competing busy-loop process, in
+interleaved repetitions: the layout avvp trains with (one thread unless OMP_NUM_THREADS is set)
+must not collapse on a shared machine.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +31,7 @@ from results_file import write_results
 
 from avvp.config import resolve_config
 from avvp.losses import attentive_mil_loss
-from avvp.training.trainer import build_model
+from avvp.training.trainer import build_model, build_optimizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,7 +49,7 @@ def synchronize(device: torch.device) -> None:
 def train_throughput(config, device: torch.device, steps: int, batch: int) -> float:
     """Videos per second of full training steps (forward, loss, backward, Adam)."""
     model = build_model(config).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    optimizer = build_optimizer(model, config)
     inputs = features(config, batch, device)
     weak = (torch.rand(batch, 25, device=device) < 0.08).float()
 
@@ -92,6 +98,50 @@ def parallel_throughput(processes: int, steps: int, batch: int) -> float:
         return sum(pool.map(single_thread_throughput, [(steps, batch)] * processes))
 
 
+# (row label, torch threads or 0 for torch's default, extra environment)
+LAYOUTS = (
+    ("1 thread (avvp's training default)", 1, {}),
+    ("torch default threads", 0, {}),
+    ("torch default threads, OMP_WAIT_POLICY=PASSIVE", 0, {"OMP_WAIT_POLICY": "PASSIVE"}),
+)
+
+
+def layout_throughput(threads: int, environment: dict[str, str], busy: bool, steps: int) -> float:
+    """Videos/s of a fresh training process (threads, environment set before torch loads),
+    next to a busy-loop process if ``busy``."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    env.update(environment)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    command = [sys.executable, __file__, "--measure-one", str(steps)]
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+    return float(result.stdout.split()[-1])
+
+
+def loaded_rows(steps: int, batch: int, repeats: int) -> list[dict]:
+    """Each thread layout alone and next to a busy process, interleaved, medians."""
+    samples: dict[tuple[str, bool], list[float]] = {}
+    for _ in range(repeats):
+        for label, threads, environment in LAYOUTS:
+            for busy in (False, True):
+                rate = layout_throughput(threads, environment, busy, steps)
+                samples.setdefault((label, busy), []).append(rate)
+    return [
+        {
+            "device": f"cpu, {label}, {'next to a busy process' if busy else 'alone'}",
+            "train_videos_per_s": statistics.median(rates),
+            "samples": rates,
+        }
+        for (label, busy), rates in samples.items()
+    ]
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -116,10 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--devices", default="cpu,cuda")
     parser.add_argument("--processes", type=int, default=2, help="parallel single-thread runs")
+    parser.add_argument("--loaded-steps", type=int, default=8, help="steps a loaded-row run")
+    parser.add_argument("--loaded-repeats", type=int, default=2)
+    parser.add_argument("--no-loaded", action="store_true", help="skip the loaded rows")
+    parser.add_argument("--measure-one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "han_speed")
     args = parser.parse_args(argv)
     config = resolve_config("han")
     torch.manual_seed(0)
+    if args.measure_one:  # one loaded-row run, in its own process
+        print(train_throughput(config, torch.device("cpu"), args.measure_one, args.batch_size))
+        return 0
+    load_before = os.getloadavg()[0]
     rows = []
     for name in args.devices.split(","):
         if name == "cuda" and not torch.cuda.is_available():
@@ -142,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             }
         )
+    if "cpu" in args.devices.split(",") and not args.no_loaded:
+        rows += loaded_rows(args.loaded_steps, args.batch_size, args.loaded_repeats)
     header = (
         f"| device | train videos/s (batch {args.batch_size}) | inference ms/video "
         "| peak memory MiB |"
@@ -163,12 +223,18 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "steps": args.steps,
+        "loaded_steps": args.loaded_steps,
+        "loaded_repeats": args.loaded_repeats,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
     }
     note = (
         "Peak memory on CPU is the process's peak resident set; on CUDA, torch's peak allocation. "
         "The paper reports HAN inference at 2.9 ms a video (PPL) / 5.9 ms (PoiBin) on its GPU. "
-        f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}; absolute times on a "
-        "shared machine are noisy, the ratios between rows of one run are the result."
+        f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, load average "
+        f"{load_before:.2f} before the run and {meta['load_average_after']:.2f} after; absolute "
+        "times on a shared machine are noisy, the ratios between rows of one run are the result. "
+        "Loaded rows: medians of interleaved fresh processes, alone and next to a busy loop."
     )
     write_results(args.out, "HAN speed", table, note, {"meta": meta, "rows": rows})
     return 0

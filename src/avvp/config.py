@@ -44,6 +44,7 @@ PATH_KEYS = (
     "method.estimator_run",
 )
 LARGEST_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+PRECISIONS = ("fp32", "bf16")  # train.precision: the model's forward pass in training
 
 
 class ConfigError(ValueError):
@@ -349,6 +350,7 @@ def _base_rules() -> dict[str, Rule]:
         "train.num_workers": number(0, integer=True),
         "train.select_metric": one_of(f"{level}.{name}" for level in LEVELS for name in METRICS),
         "train.progress": boolean(),
+        "train.precision": one_of(PRECISIONS),
         "train.init_from": path_string(nullable=True),
         "eval.threshold": number(0, 1),
         "eval.gate": one_of(Gate),

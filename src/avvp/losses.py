@@ -14,7 +14,16 @@ PROBABILITY_EPSILON = 1e-7
 def clamped_bce(prob: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
     """Mean binary cross-entropy of probabilities clamped to [1e-7, 1 - 1e-7], as HAN does."""
     prob = prob.clamp(PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
-    return F.binary_cross_entropy(prob, target, weight=weight)
+    return fp32_bce(prob, target, weight)
+
+
+def fp32_bce(prob: Tensor, target: Tensor, weight: Tensor | None = None, **options) -> Tensor:
+    """F.binary_cross_entropy outside autocast, at least in fp32: a bf16 training forward
+    (train.precision) computes its losses in fp32, and torch refuses this op under CUDA
+    autocast."""
+    dtype = torch.promote_types(prob.dtype, torch.float32)
+    with torch.autocast(prob.device.type, enabled=False):
+        return F.binary_cross_entropy(prob.to(dtype), target.to(dtype), weight=weight, **options)
 
 
 def attentive_mil_loss(
@@ -115,9 +124,7 @@ def richness_aware_loss(
     predicted = category_richness(segment_prob, prob_video).clamp(
         PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON
     )
-    terms = F.binary_cross_entropy(
-        predicted, category_richness(labels, label_video), reduction="none"
-    )
+    terms = fp32_bce(predicted, category_richness(labels, label_video), reduction="none")
     has_classes = (label_video.sum(dim=-1) > 0)[:, None].expand_as(terms)
     # Zero that stays on the graph when no video of the batch has a class.
     category = terms[has_classes].mean() if has_classes.any() else terms.sum() * 0.0

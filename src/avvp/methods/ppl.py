@@ -94,7 +94,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans
 from torch import Tensor, nn
 
 from avvp.choices import Choice
@@ -242,6 +241,10 @@ def kmeans_prototypes(
     when N = 0), else k-means centroids, re-normalised to unit length if ``normalize``."""
     if len(points) <= k:
         return points
+    # Imported here: scikit-learn adds ~90 MB to every training process, PPL's or not (the
+    # registry imports every method).
+    from sklearn.cluster import KMeans
+
     centroids = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(points).cluster_centers_
     if normalize:
         centroids = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)

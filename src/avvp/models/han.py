@@ -66,6 +66,36 @@ class StreamStem(nn.Module):
         return self.fusion(torch.cat(projected, dim=-1))
 
 
+def attend(attention: nn.MultiheadAttention, query: Tensor, other: Tensor) -> Tensor:
+    """``attention(query, other, other)`` of a batch-first nn.MultiheadAttention, computed in the
+    batch-first layout with its own weights and the same scaled_dot_product_attention call
+    (shapes, dropout) as torch's, hence the same dropout draws: torch's own forward transposes
+    its inputs to sequence-first and backpropagates its packed projections through zero-filled
+    buffers. ``query is other`` is self-attention, whose three projections are one matmul. Equal
+    to the module to float rounding (tests/test_speed_paths.py)."""
+    width, weight, bias = attention.embed_dim, attention.in_proj_weight, attention.in_proj_bias
+    if query is other:
+        q, k, v = F.linear(query, weight, bias).chunk(3, dim=-1)
+    else:
+        # split, not slicing: its backward concatenates the two gradients, where slices' would
+        # fill and add two zero matrices of the packed weight's size.
+        (query_weight, pair_weight), (query_bias, pair_bias) = (
+            tensor.split((width, 2 * width)) for tensor in (weight, bias)
+        )
+        q = F.linear(query, query_weight, query_bias)
+        k, v = F.linear(other, pair_weight, pair_bias).chunk(2, dim=-1)
+
+    def heads(x: Tensor) -> Tensor:  # (B, T, D) -> (B, heads, T, D / heads)
+        return x.unflatten(-1, (attention.num_heads, -1)).transpose(1, 2)
+
+    dropout = attention.dropout if attention.training else 0.0
+    mixed = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), dropout_p=dropout)
+    # Projected in the sequence-first memory order torch's module returns, (T, B, D) seen as
+    # (B, T, D): a dropout applied to the result draws its mask in memory order, so another
+    # layout would drop other elements than torch's module does.
+    return attention.out_proj(mixed.permute(2, 0, 1, 3).flatten(2)).transpose(0, 1)
+
+
 class HybridAttentionLayer(nn.Module):
     """``q = LN(q + drop(cross(q, o, o)) + drop(self(q, q, q)))``, then a post-norm feed-forward."""
 
@@ -83,8 +113,8 @@ class HybridAttentionLayer(nn.Module):
         self.dropout_out = nn.Dropout(dropout)
 
     def forward(self, query: Tensor, other: Tensor) -> Tensor:
-        cross = self.cross_attention(query, other, other, need_weights=False)[0]
-        itself = self.self_attention(query, query, query, need_weights=False)[0]
+        cross = attend(self.cross_attention, query, other)
+        itself = attend(self.self_attention, query, query)
         query = self.norm1(query + self.dropout_cross(cross) + self.dropout_self(itself))
         hidden = self.linear2(self.dropout_ff(F.relu(self.linear1(query))))
         return self.norm2(query + self.dropout_out(hidden))
@@ -131,7 +161,11 @@ class HAN(nn.Module):
         return torch.stack((audio, visual), dim=2)
 
     def forward(self, features: Mapping[str, Tensor]) -> ParseOutput:
-        return self.pooling(self.encode(features))
+        encoded = self.encode(features)
+        # Under bf16 autocast (train.precision=bf16) the encoder's matmuls run in bf16; the
+        # pooling's softmaxes and the probabilities the losses read stay fp32.
+        with torch.autocast(encoded.device.type, enabled=False):
+            return self.pooling(encoded.float())
 
 
 @register("model", "han")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -180,6 +181,37 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), oneDNN's test; elsewhere
+    bf16 is emulated, slower than fp32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """A ValueError naming train.precision when ``device`` cannot compute in it."""
+    if precision != "bf16":
+        return
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported(including_emulation=False)
+        where = torch.cuda.get_device_name(device)
+    else:
+        supported = device.type == "cpu" and cpu_has_bf16()
+        where = "this CPU" if device.type == "cpu" else f"device {device}"
+    if not supported:
+        raise ValueError(
+            f"train.precision=bf16 but {where} has no native bf16 arithmetic; use "
+            "train.precision=fp32"
+        )
+
+
+def forward_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context a training forward pass runs in: bf16 autocast (matmuls in bf16, the
+    pooling and the losses back in fp32, see HAN.forward and avvp.losses) or nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -197,6 +229,20 @@ def build_model(config: Config) -> nn.Module:
         audio_features=features["audio"],
         visual_features=features["visual"],
         **options,
+    )
+
+
+def build_optimizer(model: nn.Module, config: Config, lr: float | None = None) -> torch.optim.Adam:
+    """The run's Adam, fused: one vectorised kernel a step in place of a dozen elementwise
+    operations per parameter (a tenth of a CPU step at batch 16). It computes the same update as
+    the per-parameter loop to float rounding (tests/test_speed_paths.py); a resumed run keeps the
+    implementation its checkpoint was saved with (load_state_dict restores the group settings).
+    ``lr`` defaults to ``optim.lr``; a method's restart (PoiBin's refinement) passes its own.
+    """
+    optim = config["optim"]
+    lr = optim["lr"] if lr is None else lr
+    return torch.optim.Adam(
+        model.parameters(), lr=lr, weight_decay=optim["weight_decay"], fused=True
     )
 
 
@@ -241,6 +287,7 @@ class Trainer:
         self.data = data
         self.progress = bool(config["train"]["progress"]) and distributed.is_main_process()
         self.device = distributed.setup(resolve_device(config["train"]["device"]))
+        check_precision(config["train"]["precision"], self.device)
         seed_everything(config["seed"])
         self.model = build_model(config).to(self.device)
         # Before the method exists, which may copy the model (PPL's momentum model); a run that
@@ -270,9 +317,7 @@ class Trainer:
     def _new_optimizer(self, lr: float) -> None:
         """A fresh optimiser at ``lr`` and its own schedule from step 0."""
         optim = self.config["optim"]
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=lr, weight_decay=optim["weight_decay"]
-        )
+        self.optimizer = build_optimizer(self.model, self.config, lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=optim["lr_step"], gamma=optim["lr_gamma"]
         )
@@ -346,9 +391,10 @@ class Trainer:
     def fit(self) -> dict[str, dict[str, float]]:
         """Train (resuming a killed run where it stopped), then score the best model on test.
 
-        Holds the run folder (:func:`~avvp.training.run_folder.claim_run_folder`) throughout.
+        Holds the run folder (:func:`~avvp.training.run_folder.claim_run_folder`) throughout,
+        and trains with :func:`training_threads`.
         """
-        with claim_run_folder(self.run_dir, RUN_FILES):
+        with claim_run_folder(self.run_dir, RUN_FILES), training_threads():
             return self._fit()
 
     def _fit(self) -> dict[str, dict[str, float]]:
@@ -487,7 +533,8 @@ class Trainer:
             )
             where = f"epoch {epoch + 1}, batch {number} of {len(starts)}"
             try:
-                losses, report = self.method.training_forward(self.training_model, batch)
+                with forward_precision(self.config["train"]["precision"], self.device):
+                    losses, report = self.method.training_forward(self.training_model, batch)
             except RuntimeError as error:
                 # torch's BCE rejects NaN probabilities before any loss exists.
                 rows = self._non_finite_rows(batch)
@@ -550,6 +597,10 @@ class Trainer:
         atomic_torch_save(checkpoint, self.run_dir / BEST_CHECKPOINT)
 
     def _finish(self) -> dict[str, dict[str, float]]:
+        # Training is over and last.pt holds its state: Adam's moments and the last gradients
+        # (three copies of the weights) would otherwise be the peak memory of test scoring.
+        self.optimizer.state.clear()
+        self.optimizer.zero_grad(set_to_none=True)
         test_metrics: dict[str, dict[str, float]] = {}
         if distributed.is_main_process():
             path = self.run_dir / BEST_CHECKPOINT
@@ -636,6 +687,26 @@ def timed(totals: dict[str, float], key: str) -> Iterator[None]:
         yield
     finally:
         totals[key] = totals.get(key, 0.0) + time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def training_threads() -> Iterator[None]:
+    """One CPU thread for the ``with`` block unless OMP_NUM_THREADS says otherwise.
+
+    HAN's matmuls (160 rows at batch 16) gain little from a second thread, and torch's OpenMP
+    threads spin while they wait: next to any other busy process, two threads ran a training
+    step up to ten times slower than one (README, "Threads"). Several runs at once, one thread
+    each, use several cores well.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def check_resumable(saved: Config, current: Config) -> None:
