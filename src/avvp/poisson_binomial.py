@@ -25,7 +25,7 @@ Bernoulli and replays them. The forward keeps every intermediate pmf P^n (one pr
 tensor, batch innermost, two in-place operations a step); the backward is the recursion's
 adjoint, A^{n-1}(k) = A^n(k) + p_n (A^n(k+1) - A^n(k)), with d/dp_n = sum_k P^{n-1}(k)
 (A^n(k+1) - A^n(k)) (the pmf's derivative, pmf_without_n(k-1) - pmf_without_n(k), contracted
-with the incoming gradient), four operations a step. The forward is the same products and sums
+with the incoming gradient), three operations a step. The forward is the same products and sums
 of non-negative numbers as before, so the pmf keeps its relative precision. Without a gradient
 (the E-step over the whole train set) or above ``FAST_MAX_N`` (where it would keep an
 (N + 1) x (N + 2) float64 tensor a row) the loop runs under autograd as it always did.
