@@ -336,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             for side, found in runs.items()
         }
+        videos = {
+            "train": count_rows(data / "AVVP_train.csv"),
+            "val": count_rows(data / "AVVP_val_pd.csv"),
+        }
     official, ours = rows["official HAN"], rows["avvp fp32"]
     wall_ratio = official["train_wall_s"] / ours["train_wall_s"]
     cpu_ratio = official["train_cpu_s"] / ours["train_cpu_s"]
@@ -345,8 +349,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in skipped:
         print(line)
     facts = machine()
-    videos = {split: count_rows(data / name) for split, name in (("train", "AVVP_train.csv"),)}
-    videos["val"] = count_rows(data / "AVVP_val_pd.csv")
     note = "\n".join(
         [
             f"{videos['train']} train / {videos['val']} val videos "
