@@ -23,10 +23,9 @@ autograd function with a hand-written backward, because at these sizes the time 
 of small operations, not arithmetic: autograd through the plain loop records three nodes a
 Bernoulli and replays them. The forward keeps every intermediate pmf P^n (one preallocated
 tensor, batch innermost, two in-place operations a step); the backward is the recursion's
-adjoint, carried as the differences D^n(k) = A^n(k+1) - A^n(k), which follow the same recursion
-(one ``lerp`` a step), and d/dp_n = sum_k P^{n-1}(k) D^n(k) (the pmf's derivative,
-pmf_without_n(k-1) - pmf_without_n(k), contracted with the incoming gradient): two operations a
-step. The forward is the same products and sums
+adjoint, A^{n-1}(k) = A^n(k) + p_n (A^n(k+1) - A^n(k)), with d/dp_n = sum_k P^{n-1}(k)
+(A^n(k+1) - A^n(k)) (the pmf's derivative, pmf_without_n(k-1) - pmf_without_n(k), contracted
+with the incoming gradient), three operations a step. The forward is the same products and sums
 of non-negative numbers as before, so the pmf keeps its relative precision. Without a gradient
 (the E-step over the whole train set) or above ``FAST_MAX_N`` (where it would keep an
 (N + 1) x (N + 2) float64 tensor a row) the loop runs under autograd as it always did.
@@ -129,28 +128,25 @@ def _recursion_steps(probs: Tensor) -> tuple[Tensor, Tensor]:
 def _recursion_gradient(p: Tensor, pmfs: Tensor, outer: Tensor) -> Tensor:
     """d/dp of sum_k outer(k) pmf(k) from :func:`_recursion_steps`' output: (N, R).
 
-    ``outer`` (N + 1, R) is the gradient arriving at the pmf. With A^N = outer and the
-    recursion's adjoint A^{n-1}(k) = (1 - p_n) A^n(k) + p_n A^n(k + 1), the gradient is
-    d/dp_n = sum_k P^{n-1}(k) D^n(k), D^n(k) = A^n(k + 1) - A^n(k); and D follows the same
-    adjoint, D^{n-1}(k) = (1 - p_n) D^n(k) + p_n D^n(k + 1), one ``lerp`` a step. (lerp's
-    error is absolute, a few epsilons of max |D|, which is what a gradient needs; the pmf itself
-    keeps the forward's relative precision.)
+    ``outer`` (N + 1, R) is the gradient arriving at the pmf. The recursion's adjoint
+    A^N = outer, A^{n-1}(k) = A^n(k) + p_n (A^n(k + 1) - A^n(k)), and the gradient
+    d/dp_n = sum_k P^{n-1}(k) (A^n(k + 1) - A^n(k)).
     """
     n, rows = p.shape
-    # differences[n, k] = D^n(k) for k < N; column N is D^n(N) = 0 (no mass above N), so every
-    # step can read one entry past its last without a bounds case. Full width throughout: D^n
-    # is only needed on k < n, the entries above meet P = 0 and only have to be finite.
-    differences = p.new_empty(n + 1, n + 1, rows)
-    differences[:, n] = 0
-    torch.sub(outer[1:], outer[:-1], out=differences[n, :n])
-    lower, upper = differences[:, :n].unbind(0), differences[:, 1:].unbind(0)
+    # Two adjoint buffers taking turns: A^n in one, A^{n-1} written into the other. Full width
+    # throughout: A^n is only needed on k <= n; the entries above it meet P = 0 and only have
+    # to be finite (hence zeros, not empty, for the one entry never written).
+    buffers = p.new_zeros(2, n + 1, rows)
+    buffers[n % 2] = outer
+    upper, lower = buffers[:, 1:].unbind(0), buffers[:, :-1].unbind(0)
     before = pmfs[:n, 1:-1].unbind(0)  # P^{n-1}(k), k = 0..N-1
+    differences = p.new_empty(n, rows)
     gradient = p.new_empty(n, rows)
-    for step, p_n in zip(range(n, 0, -1), p.unbind(0)[::-1], strict=True):
-        # d/dp_n = sum_k P^{n-1}(k) D^n(k)
-        torch.linalg.vecdot(before[step - 1], lower[step], dim=0, out=gradient[step - 1])
-        if step > 1:
-            torch.lerp(lower[step], upper[step], p_n, out=lower[step - 1])
+    for step in range(n, 0, -1):
+        this, other = step % 2, (step - 1) % 2
+        torch.sub(upper[this], lower[this], out=differences)
+        torch.linalg.vecdot(before[step - 1], differences, dim=0, out=gradient[step - 1])
+        torch.addcmul(lower[this], differences, p[step - 1], out=lower[other])
     return gradient
 
 
