@@ -16,6 +16,19 @@ number of positive segments. Two exact, differentiable, batched ways to get its 
 
 Both compute in float64 (complex128) whatever the input dtype and cast the result back, so a
 float32 model gets a float32 pmf that is as accurate as float32 can hold.
+
+When a gradient is wanted and N <= ``FAST_MAX_N`` (the method's sizes: T = 10 segments, 2T for
+joint counting, 2T and 4T for augmentation), ``recursion`` runs the same steps inside a custom
+autograd function with a hand-written backward, because at these sizes the time is the number
+of small operations, not arithmetic: autograd through the plain loop records three nodes a
+Bernoulli and replays them. The forward keeps every intermediate pmf P^n (one preallocated
+tensor, batch innermost, two in-place operations a step); the backward is the recursion's
+adjoint, A^{n-1}(k) = A^n(k) + p_n (A^n(k+1) - A^n(k)), with d/dp_n = sum_k P^{n-1}(k)
+(A^n(k+1) - A^n(k)) (the pmf's derivative, pmf_without_n(k-1) - pmf_without_n(k), contracted
+with the incoming gradient), three operations a step. The forward is the same products and sums
+of non-negative numbers as before, so the pmf keeps its relative precision. Without a gradient
+(the E-step over the whole train set) or above ``FAST_MAX_N`` (where it would keep an
+(N + 1) x (N + 2) float64 tensor a row) the loop runs under autograd as it always did.
 """
 
 from __future__ import annotations
@@ -24,8 +37,13 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 from avvp.choices import Choice
+
+# Past this N the custom function's saved pmfs, (N + 1) x (N + 2) float64 a row, outweigh its
+# gain (the per-call overhead it removes matters less and less as the arithmetic grows).
+FAST_MAX_N = 128
 
 
 class PmfMethod(Choice, label="pmf method"):
@@ -42,12 +60,14 @@ def _check_probs(probs: Tensor) -> None:
         raise TypeError(f"probs must be a floating-point tensor, got {probs.dtype}")
     if probs.ndim == 0:
         raise ValueError("probs must have at least one dimension (..., N)")
-    # One device sync: comparisons with NaN are False, so NaN lands in ``bad`` too.
-    bad = ~((probs >= 0) & (probs <= 1))
-    if bool(bad.any()):
+    if probs.numel() == 0:
+        return
+    # One reduction and one device sync: min and max propagate NaN, and comparisons with NaN
+    # are False, so NaN fails the range test too.
+    low, high = torch.stack(torch.aminmax(probs)).tolist()
+    if not (low >= 0 and high <= 1):
         if bool(torch.isnan(probs).any()):
             raise ValueError("probs contains NaN")
-        low, high = float(probs.min()), float(probs.max())
         raise ValueError(f"probs must lie in [0, 1]; got values in [{low}, {high}]")
 
 
@@ -83,14 +103,123 @@ def _pmf_dft(probs: Tensor) -> Tensor:
     return pmf + (pmf.clamp_min(0) - pmf).detach()
 
 
-def _pmf64(probs: Tensor, method: str | PmfMethod) -> Tensor:
-    """Validated float64 pmf: the shared core of the public functions."""
+def _recursion_steps(probs: Tensor) -> tuple[Tensor, Tensor]:
+    """(R, N) -> p (N, R) float64 and every intermediate pmf, (N + 1, N + 2, R) float64.
+
+    ``pmfs[n, 1 + k]`` = P^n(k), the pmf of the first n Bernoullis; column 0 is P(-1) = 0.
+    Layout (k, row), rows innermost, so each step is one contiguous (N + 1, R) block.
+    """
+    rows, n = probs.shape
+    # One copy makes the float64, (N, R) layout.
+    p = torch.empty(n, rows, dtype=torch.float64, device=probs.device).copy_(probs.t())
+    q = 1 - p
+    pmfs = p.new_empty(n + 1, n + 2, rows)
+    pmfs[:, 0] = 0
+    pmfs[0, 1:] = 0
+    pmfs[0, 1] = 1
+    # Views made once: slicing inside the loop would cost as much as the arithmetic.
+    current, previous = pmfs[:, 1:].unbind(0), pmfs[:, :-1].unbind(0)
+    for step, (p_n, q_n) in enumerate(zip(p.unbind(0), q.unbind(0), strict=True)):
+        torch.mul(current[step], q_n, out=current[step + 1])
+        current[step + 1].addcmul_(previous[step], p_n)
+    return p, pmfs
+
+
+def _recursion_gradient(p: Tensor, pmfs: Tensor, outer: Tensor) -> Tensor:
+    """d/dp of sum_k outer(k) pmf(k) from :func:`_recursion_steps`' output: (N, R).
+
+    ``outer`` (N + 1, R) is the gradient arriving at the pmf. The recursion's adjoint
+    A^N = outer, A^{n-1}(k) = A^n(k) + p_n (A^n(k + 1) - A^n(k)), and the gradient
+    d/dp_n = sum_k P^{n-1}(k) (A^n(k + 1) - A^n(k)).
+    """
+    n, rows = p.shape
+    # Two adjoint buffers taking turns: A^n in one, A^{n-1} written into the other. Full width
+    # throughout: A^n is only needed on k <= n; the entries above it meet P = 0 and only have
+    # to be finite (hence zeros, not empty, for the one entry never written).
+    buffers = p.new_zeros(2, n + 1, rows)
+    buffers[n % 2] = outer
+    upper, lower = buffers[:, 1:].unbind(0), buffers[:, :-1].unbind(0)
+    before = pmfs[:n, 1:-1].unbind(0)  # P^{n-1}(k), k = 0..N-1
+    differences = p.new_empty(n, rows)
+    gradient = p.new_empty(n, rows)
+    for step in range(n, 0, -1):
+        this, other = step % 2, (step - 1) % 2
+        torch.sub(upper[this], lower[this], out=differences)
+        torch.linalg.vecdot(before[step - 1], differences, dim=0, out=gradient[step - 1])
+        torch.addcmul(lower[this], differences, p[step - 1], out=lower[other])
+    return gradient
+
+
+class _RecursionPmf(torch.autograd.Function):
+    """(R, N) -> float64 (R, N + 1): the recursion with a hand-written backward."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, probs: Tensor) -> Tensor:
+        p, pmfs = _recursion_steps(probs)
+        ctx.save_for_backward(p, pmfs)
+        ctx.input_dtype = probs.dtype
+        return pmfs[-1, 1:].t()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> Tensor:
+        p, pmfs = ctx.saved_tensors
+        return _recursion_gradient(p, pmfs, grad.t()).t().to(ctx.input_dtype)
+
+
+class _RecursionTail(torch.autograd.Function):
+    """(R, N), tau (R,) -> P(z >= tau) (R,) in probs' dtype; one autograd node for it all.
+
+    The tail's gradient is the pmf's with outer(k) = [k >= tau] times the incoming gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, probs: Tensor, tau: Tensor) -> Tensor:
+        p, pmfs = _recursion_steps(probs)
+        pmf = pmfs[-1, 1:]  # (N + 1, R)
+        counts = torch.arange(pmf.shape[0], device=pmf.device)
+        reached = counts[:, None] >= tau[None, :]
+        # Summing the masses k >= tau themselves keeps small tails (negatives at tau = 1)
+        # accurate instead of computing them as 1 - (something close to 1).
+        tail = torch.where(reached, pmf, 0).sum(0)
+        tail = torch.where(tau <= 0, 1, tail)  # exactly 1, not a sum that rounds to 1 - 1e-16
+        ctx.save_for_backward(p, pmfs, reached)
+        ctx.input_dtype = probs.dtype
+        return tail.to(probs.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+        p, pmfs, reached = ctx.saved_tensors
+        outer = reached * grad.to(torch.float64)[None, :]
+        return _recursion_gradient(p, pmfs, outer).t().to(ctx.input_dtype), None
+
+
+def _fast_path(probs: Tensor, method: PmfMethod) -> bool:
+    """Whether the custom autograd functions apply (module docstring)."""
+    return (
+        method is PmfMethod.RECURSION
+        and 1 <= probs.shape[-1] <= FAST_MAX_N
+        and probs.requires_grad
+        and torch.is_grad_enabled()
+    )
+
+
+def _validated(probs: Tensor, method: str | PmfMethod) -> PmfMethod:
+    """The parsed method, after checking ``probs``: the public functions' first step."""
     method = PmfMethod.parse(method)
     _check_probs(probs)
-    probs64 = probs.to(torch.float64)
-    if method is PmfMethod.RECURSION:
-        return _pmf_recursion(probs64)
-    return _pmf_dft(probs64)
+    return method
+
+
+def _pmf64(probs: Tensor, method: PmfMethod) -> Tensor:
+    """float64 pmf of validated ``probs``: the shared core of the public functions."""
+    if _fast_path(probs, method):
+        n = probs.shape[-1]
+        return _RecursionPmf.apply(probs.reshape(-1, n)).reshape(*probs.shape[:-1], n + 1)
+    if method is PmfMethod.DFT:
+        return _pmf_dft(probs.to(torch.float64))
+    return _pmf_recursion(probs.to(torch.float64))
 
 
 def poisson_binomial_pmf(probs: Tensor, method: str | PmfMethod = "recursion") -> Tensor:
@@ -99,7 +228,7 @@ def poisson_binomial_pmf(probs: Tensor, method: str | PmfMethod = "recursion") -
     ``probs`` (..., N) in [0, 1] -> (..., N + 1) in the dtype of ``probs``; differentiable.
     ``method``: ``recursion`` (default) or ``dft`` (the paper's Eq. 3).
     """
-    return _pmf64(probs, method).to(probs.dtype)
+    return _pmf64(probs, _validated(probs, method)).to(probs.dtype)
 
 
 def poisson_binomial_tail(
@@ -111,20 +240,21 @@ def poisson_binomial_tail(
     Returns ``probs.shape[:-1]`` in the dtype of ``probs``; tau <= 0 gives exactly 1 and
     tau > N exactly 0. Differentiable in ``probs``.
     """
-    pmf = _pmf64(probs, method)
-    tau = torch.as_tensor(tau, device=pmf.device)
+    method = _validated(probs, method)
+    tau = torch.as_tensor(tau, device=probs.device)
     if tau.is_floating_point() or tau.is_complex():
         raise TypeError(f"tau must be an integer tensor, got {tau.dtype}")
-    size = pmf.shape[-1]
-    batch_shape = probs.shape[:-1]
-    tau = torch.broadcast_to(tau, batch_shape).to(torch.long)
-    # Summing from the top keeps small tails (negatives at tau = 1) accurate instead of
-    # computing them as 1 - (something close to 1); the appended 0 is P(z >= N + 1).
-    tails = torch.flip(torch.cumsum(torch.flip(pmf, (-1,)), dim=-1), (-1,))
-    tails = torch.nn.functional.pad(tails, (0, 1))
-    index = tau.clamp(0, size).unsqueeze(-1)
-    tail = torch.gather(tails, -1, index).squeeze(-1)
-    tail = torch.where(tau <= 0, torch.ones_like(tail), tail)
+    tau = torch.broadcast_to(tau, probs.shape[:-1])
+    if _fast_path(probs, method):
+        n = probs.shape[-1]
+        flat = _RecursionTail.apply(probs.reshape(-1, n), tau.reshape(-1))
+        return flat.reshape(probs.shape[:-1])
+    pmf = _pmf64(probs, method)
+    # Summing the masses k >= tau themselves keeps small tails (negatives at tau = 1) accurate
+    # instead of computing them as 1 - (something close to 1); tau > N masks every mass.
+    counts = torch.arange(pmf.shape[-1], device=pmf.device)
+    tail = torch.where(counts >= tau.unsqueeze(-1), pmf, 0).sum(-1)
+    tail = torch.where(tau <= 0, 1, tail)  # exactly 1, not a sum that rounds to 1 - 1e-16
     return tail.to(probs.dtype)
 
 
@@ -136,5 +266,5 @@ def most_likely_count(
 
     ``probs`` (..., N) -> long (...,).
     """
-    counts = _pmf64(probs, method).argmax(dim=-1)
+    counts = _pmf64(probs, _validated(probs, method)).argmax(dim=-1)
     return counts.clamp_min(minimum)
