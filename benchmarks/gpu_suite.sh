@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_suite.sh --dry-run [--out DIR]   # on the CPU, tiny sizes, into DIR (a temp folder)
 #
 # Steps (each one's wall time goes into gpu_suite.md, a failed step is marked and the rest still run):
-#   1. benchmarks/han_speed.py on cuda, fp32, and bf16 where han_speed.py has --precision
+#   1. benchmarks/han_speed.py on cuda, fp32 and bf16
 #      -> gpu_han_speed_fp32.md, gpu_han_speed_bf16.md
 #   2. one full-size epoch of every registered method, train.device=cuda, on one `avvp synth` set of
 #      1,200 videos (the built-in set's size; vplan with its simulated-CLIP labels, poibin with no
@@ -70,12 +70,8 @@ step() {  # step NAME COMMAND...: run it, time it, record it
 }
 
 step "HAN speed fp32" "$python" "$here/han_speed.py" "${han_flags[@]}" --out "$out/gpu_han_speed_fp32"
-if grep -q -- '"--precision"' "$here/han_speed.py"; then
-    step "HAN speed bf16" "$python" "$here/han_speed.py" "${han_flags[@]}" --precision bf16 \
-        --out "$out/gpu_han_speed_bf16"
-else
-    printf '| HAN speed bf16 | - | skipped: han_speed.py has no --precision |\n' >> "$summary"
-fi
+step "HAN speed bf16" "$python" "$here/han_speed.py" "${han_flags[@]}" --precision bf16 \
+    --out "$out/gpu_han_speed_bf16"
 
 step "one epoch of every method" "$python" - "$out/gpu_methods_epoch" "$device" "$videos" \
     "${train_flags[@]}" <<'PYTHON'

@@ -1,6 +1,7 @@
 """HAN speed: training throughput, peak memory and inference latency, on CPU (and CUDA if present).
 
     python benchmarks/han_speed.py [--steps 60] [--devices cpu,cuda] [--processes 2] [--no-loaded]
+                                   [--precision fp32|bf16]
 
 Prints a table and writes benchmarks/results/han_speed.{md,json}. Inputs are random features of
 the official dimensions held in memory, so the numbers measure the model and the training step,
@@ -10,7 +11,8 @@ throughput): on a small CPU, independent runs (seeds, ablations) go faster that 
 "loaded" rows run one training process in each thread layout (1 thread, torch's default, the
 default with OMP_WAIT_POLICY=PASSIVE) alone and next to a competing busy-loop process, in
 interleaved repetitions: the layout avvp trains with (one thread unless OMP_NUM_THREADS is set)
-must not collapse on a shared machine.
+must not collapse on a shared machine. ``--precision bf16`` runs the training forward passes as
+``train.precision=bf16`` does (the trainer's own autocast context).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from results_file import write_results
 
 from avvp.config import resolve_config
 from avvp.losses import attentive_mil_loss
-from avvp.training.trainer import build_model, build_optimizer
+from avvp.training.trainer import build_model, build_optimizer, forward_precision
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,7 +56,9 @@ def train_throughput(config, device: torch.device, steps: int, batch: int) -> fl
     weak = (torch.rand(batch, 25, device=device) < 0.08).float()
 
     def step():
-        loss = attentive_mil_loss(model(inputs), weak)
+        with forward_precision(config["train"]["precision"], device):
+            output = model(inputs)
+        loss = attentive_mil_loss(output, weak)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -86,16 +90,21 @@ def inference_latency_ms(config, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def single_thread_throughput(steps_and_batch: tuple[int, int]) -> float:
+def han_config(precision: str) -> dict:
+    return resolve_config("han", overrides=[f"train.precision={precision}"])
+
+
+def single_thread_throughput(steps_batch_precision: tuple[int, int, str]) -> float:
     torch.set_num_threads(1)
-    steps, batch = steps_and_batch
-    return train_throughput(resolve_config("han"), torch.device("cpu"), steps, batch)
+    steps, batch, precision = steps_batch_precision
+    return train_throughput(han_config(precision), torch.device("cpu"), steps, batch)
 
 
-def parallel_throughput(processes: int, steps: int, batch: int) -> float:
+def parallel_throughput(processes: int, steps: int, batch: int, precision: str) -> float:
     """Summed videos/s of ``processes`` single-thread training processes running at once."""
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        return sum(pool.map(single_thread_throughput, [(steps, batch)] * processes))
+        work = [(steps, batch, precision)] * processes
+        return sum(pool.map(single_thread_throughput, work))
 
 
 # (row label, torch threads or 0 for torch's default, extra environment)
@@ -106,14 +115,16 @@ LAYOUTS = (
 )
 
 
-def layout_throughput(threads: int, environment: dict[str, str], busy: bool, steps: int) -> float:
+def layout_throughput(
+    threads: int, environment: dict[str, str], busy: bool, steps: int, precision: str
+) -> float:
     """Videos/s of a fresh training process (threads, environment set before torch loads),
     next to a busy-loop process if ``busy``."""
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     env.update(environment)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    command = [sys.executable, __file__, "--measure-one", str(steps)]
+    command = [sys.executable, __file__, "--measure-one", str(steps), "--precision", precision]
     competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -124,13 +135,13 @@ def layout_throughput(threads: int, environment: dict[str, str], busy: bool, ste
     return float(result.stdout.split()[-1])
 
 
-def loaded_rows(steps: int, batch: int, repeats: int) -> list[dict]:
+def loaded_rows(steps: int, batch: int, repeats: int, precision: str) -> list[dict]:
     """Each thread layout alone and next to a busy process, interleaved, medians."""
     samples: dict[tuple[str, bool], list[float]] = {}
     for _ in range(repeats):
         for label, threads, environment in LAYOUTS:
             for busy in (False, True):
-                rate = layout_throughput(threads, environment, busy, steps)
+                rate = layout_throughput(threads, environment, busy, steps, precision)
                 samples.setdefault((label, busy), []).append(rate)
     return [
         {
@@ -170,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loaded-repeats", type=int, default=2)
     parser.add_argument("--no-loaded", action="store_true", help="skip the loaded rows")
     parser.add_argument("--measure-one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--out", type=Path, default=RESULTS / "han_speed")
     args = parser.parse_args(argv)
-    config = resolve_config("han")
+    config = han_config(args.precision)
     torch.manual_seed(0)
     if args.measure_one:  # one loaded-row run, in its own process
         print(train_throughput(config, torch.device("cpu"), args.measure_one, args.batch_size))
@@ -196,12 +208,12 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "device": f"cpu, {args.processes} processes x 1 thread (summed)",
                 "train_videos_per_s": parallel_throughput(
-                    args.processes, args.steps, args.batch_size
+                    args.processes, args.steps, args.batch_size, args.precision
                 ),
             }
         )
     if "cpu" in args.devices.split(",") and not args.no_loaded:
-        rows += loaded_rows(args.loaded_steps, args.batch_size, args.loaded_repeats)
+        rows += loaded_rows(args.loaded_steps, args.batch_size, args.loaded_repeats, args.precision)
     header = (
         f"| device | train videos/s (batch {args.batch_size}) | inference ms/video "
         "| peak memory MiB |"
@@ -223,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "steps": args.steps,
+        "precision": args.precision,
         "loaded_steps": args.loaded_steps,
         "loaded_repeats": args.loaded_repeats,
         "load_average_before": load_before,
