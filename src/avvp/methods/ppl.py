@@ -33,8 +33,9 @@ Decisions where SPEC and the papers are silent (the option, where there is one, 
   select segments and the features that are clustered and labelled; its momentum 0 is the paper's
   "without momentum encoder" ablation. The paper writes the update as ``theta_E <- (1 - eta)
   theta_E + eta theta`` with eta = 0.999, which read literally keeps 0.1 % of the old weights
-  [``momentum_reading: literal``]; the default reads 0.999 as the weight of the old weights, as
-  momentum encoders (MoCo, the paper's reference [19]) do [``conventional``]. In the literal
+  [``momentum_reading: literal``, the default, chosen on val]; momentum encoders (MoCo, the
+  paper's reference [19]) read 0.999 as the weight of the old weights [``conventional``], with
+  which most of the random start is still in the EMA copy after a short schedule. In the literal
   reading the no-EMA ablation is momentum 1. [``momentum_warmup``] caps the momentum at
   ``(1 + t) / (10 + t)`` after t steps, for schedules too short for m = 0.999 to leave its
   start. Prototype inference takes features from the EMA copy too (the space its prototypes
