@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from compare_methods import avvp, run_logged
+from compare_methods import SUITE_END, SUITE_START, avvp, run_logged
 from results_file import write_results
 
 from avvp.config import resolve_config, resolve_paths, validate_config, with_new_defaults
@@ -51,7 +51,6 @@ DEFAULT_METRICS = ("segment.type",)
 LABEL_KINDS = ("plg", "pld")
 MARK = "*"
 # The block of docs/results.md that insert_suite_table replaces.
-TABLE_START, TABLE_END = "<!-- suite table: benchmarks/suite.py -->", "<!-- end of suite table -->"
 
 
 # ---- the suite file ---------------------------------------------------------------------------
@@ -584,10 +583,10 @@ def ordering_lines(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
 def insert_suite_table(doc: Path, markdown: str, command: str) -> None:
     """Put the suite table at the top of ``doc`` (after its title), replacing an earlier one."""
     text = doc.read_text()
-    block = f"{TABLE_START}\n## Benchmark suite\n\n`{command}`\n\n{markdown}\n{TABLE_END}\n"
-    if TABLE_START in text and TABLE_END in text:
-        before, rest = text.split(TABLE_START, 1)
-        after = rest.split(TABLE_END, 1)[1].lstrip("\n")
+    block = f"{SUITE_START}\n## Benchmark suite\n\n`{command}`\n\n{markdown}\n{SUITE_END}\n"
+    if SUITE_START in text and SUITE_END in text:
+        before, rest = text.split(SUITE_START, 1)
+        after = rest.split(SUITE_END, 1)[1].lstrip("\n")
         doc.write_text(f"{before}{block}\n{after}")
         return
     title, _, body = text.partition("\n")

@@ -11,6 +11,7 @@ import yaml
 from conftest import TINY_TRAINING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare_methods
 import suite
 
 from avvp.cli import main as avvp_main
@@ -167,5 +168,20 @@ def test_insert_suite_table_puts_it_on_top_and_replaces_it(tmp_path):
     suite.insert_suite_table(doc, "TABLE ONE", "python benchmarks/suite.py")
     suite.insert_suite_table(doc, "TABLE TWO", "python benchmarks/suite.py")
     text = doc.read_text()
-    assert text.startswith("# Results\n\n" + suite.TABLE_START)
+    assert text.startswith("# Results\n\n" + suite.SUITE_START)
     assert "TABLE TWO" in text and "TABLE ONE" not in text and text.endswith("Old text.\n")
+
+
+def test_a_rewritten_results_page_keeps_the_suite_table(tmp_path):
+    """compare_methods.py rewrites docs/results.md whole; the suite's block survives on top."""
+    doc = tmp_path / "results.md"
+    doc.write_text("# Results\n\nOld text.\n")
+    suite.insert_suite_table(doc, "SUITE TABLE", "python benchmarks/suite.py")
+    kept = compare_methods.kept_suite_table(doc)
+    page = "\n".join(["# Results on the calibrated synthetic benchmark", *kept, "", "New text."])
+    doc.write_text(page)
+    suite.insert_suite_table(doc, "SUITE TABLE 2", "python benchmarks/suite.py")
+    text = doc.read_text()
+    assert text.count(suite.SUITE_START) == 1 and "SUITE TABLE 2" in text
+    assert text.endswith("New text.") and "Old text." not in text
+    assert compare_methods.kept_suite_table(tmp_path / "absent.md") == []
