@@ -208,3 +208,14 @@ def test_a_packaged_recipe_is_a_config_layer_by_name():
     assert refine["method"]["warmup_epochs"] == 0 and refine["eval"]["gate"] == "global"
     with pytest.raises(ConfigError, match=r"no recipe 'nope'; available: .*poibin_refine"):
         resolve_config("poibin", "recipe:nope")
+
+
+def test_the_ppl_on_han_recipe_is_avvps_earlier_ppl():
+    """recipe:ppl_on_han restores PPL on HAN's network and loss with the conventional EMA."""
+    earlier = resolve_config("ppl", "recipe:ppl_on_han")
+    paper = resolve_config("ppl")
+    assert (paper["model"]["name"], paper["method"]["mil_loss"]) == ("ppl", "paper")
+    assert paper["method"]["momentum_reading"] == "literal"
+    assert earlier["model"]["name"] == "han" and earlier["method"]["mil_loss"] == "han"
+    assert earlier["method"]["momentum_reading"] == "conventional"
+    validate_config(earlier)
