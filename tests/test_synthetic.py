@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from avvp.classes import NUM_CLASSES
+from avvp.classes import CLASSES, NUM_CLASSES
 from avvp.cli import main
 from avvp.data.annotations import SPLITS, LLPAnnotations
 from avvp.data.synthetic import (
     AUDIO,
+    LLP_CLASS_STATISTICS,
     MANIFEST,
     STARTED,
     VISUAL,
     FeatureModel,
     GeneratorConfig,
     annotation_driven_labels,
+    builtin_dataset,
     class_frequencies,
     generate,
+    llp_class_table,
     load_hidden_train_labels,
+    read_manifest,
     sample_builtin_labels,
     sample_stream_pattern,
     split_sizes,
+    with_label_model,
 )
 from avvp.evaluation import evaluate
 
@@ -91,8 +99,8 @@ def test_real_data_has_no_hidden_labels(tmp_path):
     assert load_hidden_train_labels(tmp_path) is None
 
 
-def test_builtin_label_statistics_follow_llp():
-    audio, visual = sample_builtin_labels(np.random.default_rng(0), 8_000)
+def test_global_label_model_statistics_follow_spec_section_2():
+    audio, visual = sample_builtin_labels(np.random.default_rng(0), 8_000, label_model="global")
     heard, seen = audio.any(axis=1), visual.any(axis=1)
     present = heard | seen
     cardinality = np.bincount(present.sum(axis=1), minlength=4)[1:] / len(present)
@@ -103,6 +111,145 @@ def test_builtin_label_statistics_follow_llp():
     np.testing.assert_allclose(shares / pairs, np.array([2054, 1185, 155]) / 3394, atol=0.015)
     assert audio.sum(axis=1)[heard].mean() == pytest.approx(7.0, abs=0.2)
     assert visual.sum(axis=1)[seen].mean() == pytest.approx(8.1, abs=0.2)
+
+
+def test_per_class_label_model_follows_llp_class_by_class():
+    audio, visual = sample_builtin_labels(np.random.default_rng(0), 8_000, label_model="per_class")
+    heard, seen = audio.any(axis=1), visual.any(axis=1)
+    present = heard | seen
+    cardinality = np.bincount(present.sum(axis=1), minlength=4)[1:] / len(present)
+    np.testing.assert_allclose(cardinality, [0.403, 0.588, 0.009], atol=0.01)
+    table = llp_class_table()
+    np.testing.assert_allclose(present.mean(axis=0), table[:, :2].sum(axis=1) / 10_000, atol=0.015)
+    single = present.sum(axis=1) == 1
+    assert not present[single, CLASSES.index("Speech")].any()  # never alone in LLP train either
+    pairs = present.sum(axis=0)
+    drawn = np.stack([(heard & ~seen).sum(0), (seen & ~heard).sum(0), (heard & seen).sum(0)], 1)
+    real = table[:, 2:] / table[:, 2:].sum(axis=1, keepdims=True)
+    # Kinds within 4 standard errors of the real proportions, class by class.
+    tolerance = 4 * np.sqrt(real * (1 - real) / pairs[:, None]) + 0.005
+    assert (np.abs(drawn / pairs[:, None] - real) <= tolerance).all()
+    speech = CLASSES.index("Speech")
+    assert drawn[speech, 0] / pairs[speech] == pytest.approx(752 / 971, abs=0.02)
+    # What the per-class kinds change per video: LLP val+test has no visible event in 10.3 % of
+    # its videos, the global model in 21 %.
+    assert (~seen.any(axis=1)).mean() == pytest.approx(0.124, abs=0.01)
+    assert audio.sum(axis=1)[heard].mean() == pytest.approx(7.0, abs=0.2)
+    assert visual.sum(axis=1)[seen].mean() == pytest.approx(8.1, abs=0.2)
+
+
+def test_unknown_label_model_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="label model must be one of"):
+        sample_builtin_labels(np.random.default_rng(0), 3, label_model="uniform")
+    with pytest.raises(ValueError, match="--label-model must be one of"):
+        generate(tmp_path / "x", videos=3, label_model="uniform", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def recount_llp_class_statistics(folder: Path) -> dict[str, tuple[int, ...]]:
+    """LLP_CLASS_STATISTICS counted from the CSVs with the csv module alone."""
+
+    def rows(name: str) -> list[dict[str, str]]:
+        with (folder / name).open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle, delimiter="\t"))
+
+    counts = {name: [0] * 5 for name in CLASSES}
+    for row in rows("AVVP_train.csv"):
+        labels = set(row["event_labels"].split(","))  # a class named twice is one label
+        for name in labels:
+            counts[name][0 if len(labels) == 1 else 1] += 1
+    streams = []
+    for name in ("AVVP_eval_audio.csv", "AVVP_eval_visual.csv"):
+        held = set()
+        for row in rows(name):
+            if int(row["offset"]) > int(row["onset"]):  # the evaluation's valid rows
+                held.add((row["filename"], row["event_labels"]))
+        streams.append(held)
+    audible, visible = streams
+    for name in ("AVVP_val_pd.csv", "AVVP_test_pd.csv"):
+        for row in rows(name):
+            for label in set(row["event_labels"].split(",")):
+                pair = (row["filename"], label)
+                if pair in audible or pair in visible:
+                    kind = 4 if pair in audible and pair in visible else 2 if pair in audible else 3
+                    counts[label][kind] += 1
+    return {name: tuple(values) for name, values in counts.items()}
+
+
+@needs_llp
+def test_llp_class_statistics_are_the_counts_of_the_real_annotations():
+    assert recount_llp_class_statistics(LLP_ANNOTATIONS) == LLP_CLASS_STATISTICS
+    assert list(LLP_CLASS_STATISTICS) == list(CLASSES)
+
+
+def label_files_digest(root: Path) -> str:
+    names = ("AVVP_train.csv", "AVVP_val_pd.csv", "AVVP_eval_audio.csv", "AVVP_eval_visual.csv")
+    return hashlib.sha256(b"".join((root / name).read_bytes() for name in names)).hexdigest()
+
+
+def make_pre_label_model_set(root: Path, videos: int, seed: int) -> Path:
+    """A built-in set as avvp wrote it before label models existed: a global one whose
+    manifest has no label_model."""
+    generate(
+        root, videos=videos, seed=seed, progress=False, clip_quality=None, label_model="global"
+    )
+    manifest = json.loads((root / MANIFEST).read_text())
+    del manifest["settings"]["label_model"]
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    return root
+
+
+def test_global_label_model_makes_the_labels_avvp_made_before_label_models(tmp_path):
+    # Digest of the label files that `generate(videos=12, seed=5)` wrote before label models
+    # existed (avvp at e370a9d); the global model must keep making them, draw for draw.
+    root = generate(
+        tmp_path / "g", videos=12, seed=5, progress=False, clip_quality=None, label_model="global"
+    )
+    assert label_files_digest(root) == (
+        "a10765236346dc1e18fb99aa1e34f076f288b965d33601890c2eb7db2e607602"
+    )
+    assert read_manifest(root)["settings"]["label_model"] == "global"
+    per_class = generate(tmp_path / "p", videos=12, seed=5, progress=False, clip_quality=None)
+    assert read_manifest(per_class)["settings"]["label_model"] == "per_class"
+    assert label_files_digest(per_class) != label_files_digest(root)
+
+
+def test_a_set_made_before_label_models_is_read_as_global_and_never_mixed(tmp_path, capsys):
+    old = make_pre_label_model_set(tmp_path / "old", videos=12, seed=2)
+    assert with_label_model(read_manifest(old)["settings"])["label_model"] == "global"
+    before = label_files_digest(old)
+    flags = ["synth", "--out", str(old), "--videos", "12", "--seed", "2", "--no-progress"]
+    assert main(flags) == 2  # the default label model is per_class: refused, not regenerated
+    error = capsys.readouterr().err
+    assert "label model 'global', not 'per_class': pass --label-model global" in error, error
+    assert main([*flags, "--label-model", "global"]) == 0
+    assert "builtin (global label model) synthetic LLP" in capsys.readouterr().out
+    assert label_files_digest(old) == before
+    assert "label_model" not in read_manifest(old)["settings"]  # read, not rewritten
+
+
+def test_label_model_is_for_builtin_labels_only(builtin, tmp_path, capsys):
+    annotations = annotation_copy(builtin, tmp_path / "llp")
+    flags = ["synth", "--out", str(tmp_path / "out"), "--annotations", str(annotations)]
+    assert main([*flags, "--label-model", "global"]) == 2
+    assert "--label-model applies to built-in labels only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_builtin_home_gets_the_per_class_set_beside_an_old_global_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVVP_HOME", str(tmp_path / "home"))
+    global_root = builtin_dataset(videos=3, progress=False, label_model="global")
+    old = make_pre_label_model_set(tmp_path / "old", videos=3, seed=0)
+    # What an earlier avvp left in the home folder under the name it still has.
+    for path in sorted(global_root.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    old.rename(global_root)
+    before = label_files_digest(global_root)
+    assert builtin_dataset(videos=3, progress=False, label_model="global") == global_root
+    root = builtin_dataset(videos=3, progress=False)
+    assert root != global_root and "per_class" in root.name
+    assert read_manifest(root)["settings"]["label_model"] == "per_class"
+    assert label_files_digest(global_root) == before
 
 
 @pytest.mark.parametrize("stream", [AUDIO, VISUAL])

@@ -7,7 +7,12 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from avvp.data.synthetic import DEFAULT_CLIP_QUALITY, GeneratorConfig
+    from avvp.data.synthetic import (
+        DEFAULT_CLIP_QUALITY,
+        DEFAULT_LABEL_MODEL,
+        LABEL_MODELS,
+        GeneratorConfig,
+    )
 
     parser.add_argument(
         "--out",
@@ -37,6 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fixes every random draw: labels, video ids, features (default: %(default)s)",
     )
     parser.add_argument(
+        "--label-model",
+        choices=LABEL_MODELS,
+        default=None,
+        help="built-in mode: how labels are drawn; per_class: each class's frequency and "
+        "audible-only / visible-only / both shares from real LLP; global: one modality mix for "
+        "every class and a geometric ladder of class frequencies (the built-in labels before "
+        f"per_class existed; a folder made then is a global one) (default: {DEFAULT_LABEL_MODEL})",
+    )
+    parser.add_argument(
         "--difficulty",
         type=float,
         default=None,
@@ -59,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avvp.data.synthetic import GeneratorConfig, generate, read_manifest
+    from avvp.data.synthetic import GeneratorConfig, generate, read_manifest, with_label_model
 
     if args.videos is not None and args.videos < 3:
         raise ValueError(f"--videos must be at least 3, got {args.videos}")
@@ -74,8 +88,13 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         progress=not args.no_progress,
         clip_quality=args.clip_quality,
+        label_model=args.label_model,
     )
     manifest = read_manifest(root)
+    settings = with_label_model(manifest["settings"])
     counts = ", ".join(f"{split} {count}" for split, count in manifest["videos"].items())
-    print(f"wrote {manifest['settings']['mode']} synthetic LLP to {root}: {counts}")
+    kind = settings["mode"]
+    if "label_model" in settings:
+        kind += f" ({settings['label_model']} label model)"
+    print(f"wrote {kind} synthetic LLP to {root}: {counts}")
     return 0

@@ -7,8 +7,12 @@ Two label sources:
   the segment pattern of a random real val/test instance of the same class. Annotation files are
   written verbatim (a subset keeps the rows of the chosen videos and every row that matches no real
   video), so a predictor that uses labels only scores exactly what it scores on real LLP.
-* **built-in**: labels sampled to match the published statistics of SPEC section 2 (label
-  cardinality, class frequency, audible-only / visible-only shares, event durations).
+* **built-in**: labels sampled from statistics of the real labels. The default label model
+  (``per_class``) draws each class's frequency and each (video, class) pair's audible-only /
+  visible-only / both kind from real LLP's per-class statistics (``LLP_CLASS_STATISTICS``); the
+  ``global`` model (the only one before) draws the kind from one mix for every class and gives
+  the classes a geometric ladder of frequencies. Both follow SPEC section 2's label cardinality
+  and event durations.
 
 Features come from a generative model in a latent space per stream (``GeneratorConfig`` documents
 every knob). A segment's latent is ``scene + nuisance + noise + sum_c label * strength * mode``:
@@ -166,9 +170,63 @@ FULL_COVERAGE = {AUDIO: 0.41, VISUAL: 0.62}
 RUNS = {AUDIO: (0.77, 0.18, 0.05), VISUAL: (0.88, 0.10, 0.02)}
 
 
+# Per class, in LLP order, counted from the real LLP annotations (tests/test_synthetic.py
+# recounts them from the annotation files and checks they are equal):
+#   single, multi: AVVP_train.csv (10,000 videos, weak labels): the videos whose only label is the
+#     class, and the videos with two or more labels that include it. Train, not val+test: it is
+#     the split the built-in train set stands for, five times larger, and the source of SPEC
+#     section 2's cardinality and Speech share. Kept apart because the class mix depends on the
+#     cardinality: Speech is in 84 % of the multi-label videos and in none of the single-label ones.
+#   audio_only, visual_only, both: the weakly labelled (video, class) pairs of val + test (1,849
+#     videos; AVVP_val_pd.csv and AVVP_test_pd.csv) that some segment of AVVP_eval_audio.csv (the
+#     2024 audio ground truth) holds and no segment of AVVP_eval_visual.csv, the other way round,
+#     or both, as benchmarks/modality_shares.py counts them. The 37 weak pairs that no segment
+#     holds (annotation gaps) are left out: the generator derives weak labels from segments.
+#     A class named twice in one weak label (test video LcFWKgFphXI_20_30) counts once.
+LLP_CLASS_STATISTICS_FIELDS = ("single", "multi", "audio_only", "visual_only", "both")
+LLP_CLASS_STATISTICS: dict[str, tuple[int, int, int, int, int]] = {
+    "Speech": (0, 4988, 752, 2, 217),
+    "Car": (253, 371, 2, 27, 104),
+    "Cheering": (215, 313, 74, 5, 49),
+    "Dog": (51, 710, 13, 21, 134),
+    "Cat": (16, 176, 2, 15, 39),
+    "Frying_(food)": (208, 135, 4, 1, 59),
+    "Basketball_bounce": (132, 323, 4, 14, 61),
+    "Fire_alarm": (116, 102, 6, 0, 30),
+    "Chainsaw": (218, 81, 1, 0, 44),
+    "Cello": (41, 561, 23, 5, 93),
+    "Banjo": (17, 169, 8, 2, 34),
+    "Singing": (350, 822, 81, 1, 180),
+    "Chicken_rooster": (228, 209, 7, 5, 86),
+    "Violin_fiddle": (218, 1239, 39, 6, 186),
+    "Vacuum_cleaner": (388, 107, 6, 1, 92),
+    "Baby_laughter": (55, 91, 7, 0, 25),
+    "Accordion": (361, 84, 21, 1, 59),
+    "Lawn_mower": (130, 94, 3, 1, 40),
+    "Motorcycle": (76, 335, 4, 7, 71),
+    "Helicopter": (439, 148, 9, 2, 92),
+    "Acoustic_guitar": (58, 445, 13, 16, 126),
+    "Telephone_bell_ringing": (36, 63, 8, 0, 11),
+    "Baby_cry_infant_cry": (174, 256, 13, 1, 62),
+    "Blender": (213, 78, 0, 1, 55),
+    "Clapping": (39, 125, 52, 6, 69),
+}
+# How built-in labels are drawn, stored in synthetic.json as "label_model". "global" is the
+# sampler of format 1 before per-class statistics; a manifest without the key was made by it.
+LABEL_MODELS = ("per_class", "global")
+DEFAULT_LABEL_MODEL = "per_class"
+KIND_ORDER = LLP_CLASS_STATISTICS_FIELDS[2:]  # a pair's kind, as the per-class columns list them
+
+
+def llp_class_table() -> np.ndarray:
+    """``LLP_CLASS_STATISTICS`` as a (C, 5) int array in LLP class order."""
+    return np.array([LLP_CLASS_STATISTICS[name] for name in CLASSES], dtype=np.int64)
+
+
 def class_frequencies() -> np.ndarray:
-    """Per-class share of videos, in LLP order: Speech at its LLP share, the others a geometric
-    ladder down to the rarest class (Telephone), summing to the mean label cardinality."""
+    """The global model's per-class share of videos, in LLP order: Speech at its LLP share, the
+    others a geometric ladder (in a random order) down to the rarest class's share, summing to
+    the mean label cardinality."""
     mean_cardinality = sum(count * share for count, share in CARDINALITY.items())
     ladder = np.geomspace(SECOND_SHARE, RAREST_SHARE, NUM_CLASSES - 1)
     ladder *= (mean_cardinality - SPEECH_SHARE) / ladder.sum()
@@ -178,11 +236,12 @@ def class_frequencies() -> np.ndarray:
     return frequency
 
 
-def draw_weights(shares: np.ndarray, iterations: int = 200) -> np.ndarray:
-    """Weights for drawing a video's classes without replacement (one or two draws, in the
-    CARDINALITY mix) so that class c is included with probability ``shares[c]``: the fixed point
-    of the inclusion formula. Three-class videos (0.9 %) count as two-class ones."""
-    single = CARDINALITY[1]
+def draw_weights(
+    shares: np.ndarray, single: float = CARDINALITY[1], iterations: int = 200
+) -> np.ndarray:
+    """Weights for drawing a video's classes without replacement (one draw with probability
+    ``single``, else two) so that class c is included with probability ``shares[c]``: the fixed
+    point of the inclusion formula. Three-class videos (0.9 %) count as two-class ones."""
     weights = shares / shares.sum()
     for _ in range(iterations):
         pair = weights * (1 + (weights / (1 - weights)).sum() - weights / (1 - weights))
@@ -211,9 +270,56 @@ def sample_stream_pattern(rng: np.random.Generator, stream: int, segments: int) 
 
 
 def sample_builtin_labels(
-    rng: np.random.Generator, videos: int, segments: int = NUM_SEGMENTS
+    rng: np.random.Generator,
+    videos: int,
+    segments: int = NUM_SEGMENTS,
+    label_model: str = DEFAULT_LABEL_MODEL,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(audio, visual) labels (V, T, C) with the statistics of SPEC section 2."""
+    """(audio, visual) labels (V, T, C) drawn by ``label_model`` (:data:`LABEL_MODELS`)."""
+    if label_model == "per_class":
+        return _sample_per_class_labels(rng, videos, segments)
+    if label_model != "global":
+        raise ValueError(f"label model must be one of {LABEL_MODELS}, got {label_model!r}")
+    return _sample_global_labels(rng, videos, segments)
+
+
+def _sample_per_class_labels(
+    rng: np.random.Generator, videos: int, segments: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels with LLP's per-class statistics: a single-label video's class is drawn in the
+    proportions of real single-label videos; a multi-label video's classes without replacement
+    with weights that give each class its real share of multi-label videos; each pair's kind in
+    its class's real audible-only : visible-only : both proportions."""
+    table = llp_class_table().astype(float)
+    single, multi, kinds = table[:, 0], table[:, 1], table[:, 2:]
+    single_p = single / single.sum()
+    # Shares among multi-label videos, scaled to two classes a video for the two-draw fixed point.
+    multi_p = draw_weights(2 * multi / multi.sum(), single=0.0)
+    kind_p = kinds / kinds.sum(axis=1, keepdims=True)
+    cardinalities = np.array(list(CARDINALITY))
+    cardinality_p = np.array(list(CARDINALITY.values()))
+    audio = np.zeros((videos, segments, NUM_CLASSES), dtype=bool)
+    visual = np.zeros_like(audio)
+    for v in range(videos):
+        count = int(rng.choice(cardinalities, p=cardinality_p / cardinality_p.sum()))
+        if count == 1:
+            classes = [int(rng.choice(NUM_CLASSES, p=single_p))]
+        else:
+            classes = rng.choice(NUM_CLASSES, size=count, replace=False, p=multi_p)
+        for c in classes:
+            kind = KIND_ORDER[int(rng.choice(3, p=kind_p[c]))]
+            if kind != "visual_only":
+                audio[v, :, c] = sample_stream_pattern(rng, AUDIO, segments)
+            if kind != "audio_only":
+                visual[v, :, c] = sample_stream_pattern(rng, VISUAL, segments)
+    return audio, visual
+
+
+def _sample_global_labels(
+    rng: np.random.Generator, videos: int, segments: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The global model: one pair-kind mix for all classes (SPEC section 2's 2054 : 1185 : 155),
+    class frequencies from :func:`class_frequencies`. Kept draw for draw as it was."""
     frequency = draw_weights(class_frequencies())
     cardinalities = np.array(list(CARDINALITY))
     cardinality_p = np.array(list(CARDINALITY.values()))
@@ -245,13 +351,15 @@ def random_filenames(rng: np.random.Generator, count: int, taken: set[str]) -> l
     return names
 
 
-def builtin_labels(videos: int, seed: int) -> dict[str, SplitLabels]:
+def builtin_labels(
+    videos: int, seed: int, label_model: str = DEFAULT_LABEL_MODEL
+) -> dict[str, SplitLabels]:
     rng = np.random.default_rng([seed, 1])
     sizes = split_sizes(videos)
     taken: set[str] = set()
     labels = {}
     for split in SPLITS:
-        audio, visual = sample_builtin_labels(rng, sizes[split])
+        audio, visual = sample_builtin_labels(rng, sizes[split], label_model=label_model)
         labels[split] = SplitLabels(random_filenames(rng, sizes[split], taken), audio, visual)
     return labels
 
@@ -440,8 +548,12 @@ def generate(
     config: GeneratorConfig | None = None,
     progress: bool = True,
     clip_quality: float | None = DEFAULT_CLIP_QUALITY,
+    label_model: str | None = None,
 ) -> Path:
     """Write a synthetic dataset in the LLP layout to ``out``; returns ``out``.
+
+    ``label_model`` (built-in mode only; default :data:`DEFAULT_LABEL_MODEL`) is how built-in
+    labels are drawn (:data:`LABEL_MODELS`); it is part of the settings.
 
     A killed generation resumes: every file is written atomically and the manifest last, and
     each video's features depend only on the seed and the video, so finished files are kept.
@@ -459,29 +571,26 @@ def generate(
         raise ValueError("built-in synthetic data needs --videos N (or give --annotations DIR)")
     if clip_quality is not None:
         ClipSimulation(quality=clip_quality)  # fails on a bad quality before anything is written
-    # Through JSON, so that it compares equal to what the manifest holds (tuples become lists).
-    settings = _json_round_trip(
-        {
-            "format_version": FORMAT_VERSION,
-            "mode": "builtin" if annotations is None else "annotation-driven",
-            "annotations": None if annotations is None else str(Path(annotations).resolve()),
-            "videos": videos,
-            "seed": seed,
-            "generator": config.to_json(),
-        }
-    )
+    settings = dataset_settings(annotations, videos, seed, config, label_model)
     _check_out(out, annotations)
     made_with = _settings_found(out)
     if made_with is not None and made_with != settings:
+        hint = ""
+        if {**made_with, "label_model": None} == {**settings, "label_model": None}:
+            hint = (
+                f" (its labels were drawn by label model {made_with['label_model']!r}, not "
+                f"{settings['label_model']!r}: pass --label-model {made_with['label_model']} "
+                "to use it)"
+            )
         raise ValueError(
-            f"{out} holds a synthetic dataset made with other settings ({out / MANIFEST}); "
+            f"{out} holds a synthetic dataset made with other settings ({out / MANIFEST}){hint}; "
             "choose another --out or delete it"
         )
     if read_manifest(out) is not None:
         _ensure_clip_scores(out, clip_quality, seed)
         return out
     if annotations is None:
-        labels = builtin_labels(videos, seed)
+        labels = builtin_labels(videos, seed, settings["label_model"])
     else:
         # The ignored rows are copied verbatim and reported when the dataset is read.
         real = LLPAnnotations(annotations, AudioGroundTruth.V2024, warn=False)
@@ -506,6 +615,48 @@ def generate(
     (out / STARTED).unlink()
     _ensure_clip_scores(out, clip_quality, seed)
     return out
+
+
+def dataset_settings(
+    annotations: str | Path | None,
+    videos: int | None,
+    seed: int,
+    config: GeneratorConfig,
+    label_model: str | None = None,
+) -> dict:
+    """The settings ``generate`` records in ``synthetic.json`` (and compares with a folder's).
+
+    Built-in sets record their ``label_model``; annotation-driven ones have none (their labels
+    are the real ones) and refuse one.
+    """
+    if annotations is not None and label_model is not None:
+        raise ValueError(
+            "--label-model applies to built-in labels only; annotation-driven labels are the "
+            "real ones"
+        )
+    if label_model is not None and label_model not in LABEL_MODELS:
+        raise ValueError(f"--label-model must be one of {LABEL_MODELS}, got {label_model!r}")
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "mode": "builtin" if annotations is None else "annotation-driven",
+        "annotations": None if annotations is None else str(Path(annotations).resolve()),
+        "videos": videos,
+        "seed": seed,
+        "generator": config.to_json(),
+    }
+    if annotations is None:
+        settings["label_model"] = label_model or DEFAULT_LABEL_MODEL
+    # Through JSON, so that it compares equal to what the manifest holds (tuples become lists).
+    return _json_round_trip(settings)
+
+
+def with_label_model(settings: Mapping) -> dict:
+    """``settings`` as read from a manifest, with the label model a built-in set made before
+    label models existed was drawn by ("global") filled in."""
+    settings = dict(settings)
+    if settings.get("mode") == "builtin":
+        settings.setdefault("label_model", "global")
+    return settings
 
 
 def _check_out(out: Path, annotations: str | Path | None) -> None:
@@ -536,7 +687,7 @@ def _settings_found(out: Path) -> dict | None:
         path = out / name
         if path.is_file():
             try:
-                return json.loads(path.read_text(encoding="utf-8"))["settings"]
+                return with_label_model(json.loads(path.read_text(encoding="utf-8"))["settings"])
             except (ValueError, KeyError, TypeError) as error:
                 raise ValueError(
                     f"{path} is damaged ({error}); delete {out} to generate it again"
@@ -678,6 +829,8 @@ def _write_annotation_subset(
 
 
 def read_manifest(root: str | Path) -> dict | None:
+    """A synthetic dataset's ``synthetic.json`` as written (see :func:`with_label_model` for the
+    label model of sets made before it was recorded); None for other folders."""
     path = Path(root) / MANIFEST
     if not path.is_file():
         return None
@@ -708,13 +861,30 @@ def default_home() -> Path:
 
 
 def builtin_dataset(
-    videos: int, seed: int = 0, difficulty: float | None = None, progress: bool = True
+    videos: int,
+    seed: int = 0,
+    difficulty: float | None = None,
+    progress: bool = True,
+    label_model: str = DEFAULT_LABEL_MODEL,
 ) -> Path:
-    """The built-in synthetic dataset of this size, generated once under ``default_home()``."""
+    """The built-in synthetic dataset of this size, generated once under ``default_home()``.
+
+    Each label model has its own folder: global sets keep the name they had before label models
+    existed (so they are still found), per-class ones are named after their model, so a set of
+    one model is never regenerated over, or mistaken for, one of the other.
+    """
     config = GeneratorConfig() if difficulty is None else GeneratorConfig(difficulty=difficulty)
     tag = hashlib.sha256(json.dumps(config.to_json(), sort_keys=True).encode()).hexdigest()[:8]
-    root = default_home() / f"synthetic-{videos}-seed{seed}-{tag}"
-    return generate(root, videos=videos, seed=seed, config=config, progress=progress)
+    model = "" if label_model == "global" else f"-{label_model}"
+    root = default_home() / f"synthetic-{videos}-seed{seed}{model}-{tag}"
+    return generate(
+        root,
+        videos=videos,
+        seed=seed,
+        config=config,
+        progress=progress,
+        label_model=label_model,
+    )
 
 
 # ---- simulated CLIP -------------------------------------------------------------------------
