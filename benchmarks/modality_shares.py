@@ -26,7 +26,7 @@ from results_file import write_results
 
 from avvp.classes import CLASSES, NUM_CLASSES
 from avvp.data.annotations import AudioGroundTruth, LLPAnnotations
-from avvp.data.synthetic import load_hidden_train_labels, read_manifest
+from avvp.data.synthetic import load_hidden_train_labels, read_manifest, with_label_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ("audio_only", "visual_only", "both", "neither")
@@ -52,8 +52,11 @@ def pair_counts(weak: np.ndarray, audio: np.ndarray, visual: np.ndarray) -> dict
     return counts
 
 
-def row(source: str, videos: int, counts: dict[str, np.ndarray]) -> dict:
-    """One line of the main table: the shares over all classes' pairs."""
+def row(source: str, weak: np.ndarray, audio: np.ndarray, visual: np.ndarray) -> dict:
+    """One line of the main table: the shares over all classes' pairs, and the share of videos
+    with no visible (no audible) event at all."""
+    counts = pair_counts(weak, audio, visual)
+    videos = len(weak)
     totals = {kind: int(counts[kind].sum()) for kind in (*KINDS, "outside")}
     pairs = sum(totals[kind] for kind in KINDS)
     shares = {kind: 100 * totals[kind] / max(pairs, 1) for kind in KINDS}
@@ -67,6 +70,8 @@ def row(source: str, videos: int, counts: dict[str, np.ndarray]) -> dict:
         "weak_pairs": pairs,
         "counts": totals,
         "shares": shares,
+        "no_visible_event": 100 * float((~np.asarray(visual).any(axis=(1, 2))).mean()),
+        "no_audible_event": 100 * float((~np.asarray(audio).any(axis=(1, 2))).mean()),
         "per_class": per_class,
     }
 
@@ -79,12 +84,8 @@ def real_rows(folder: Path) -> list[dict]:
         splits = {}
         for split in ("val", "test"):
             dense = annotations.dense(split)
-            weak = annotations.weak(split).labels
-            splits[split] = (len(weak), pair_counts(weak, dense.audio, dense.visual))
-        both = (
-            splits["val"][0] + splits["test"][0],
-            {kind: splits["val"][1][kind] + splits["test"][1][kind] for kind in splits["val"][1]},
-        )
+            splits[split] = (annotations.weak(split).labels, dense.audio, dense.visual)
+        both = [np.concatenate(arrays) for arrays in zip(*splits.values(), strict=True)]
         label = f"real LLP ({audio_gt.value} audio GT)"
         if audio_gt is AudioGroundTruth.V2024:
             rows += [row(f"{label} {split}", *splits[split]) for split in ("val", "test")]
@@ -98,20 +99,19 @@ def synthetic_rows(root: Path) -> list[dict]:
     hidden = load_hidden_train_labels(root)
     if manifest is None or hidden is None:
         raise SystemExit(f"{root} is not a synthetic dataset (`avvp synth` makes one)")
-    settings = manifest["settings"]
-    name = f"{settings['mode']} synthetic ({sum(manifest['videos'].values())} videos)"
+    settings = with_label_model(manifest["settings"])
+    mode = settings["mode"]
+    if "label_model" in settings:
+        mode += f" {settings['label_model']}"
+    name = f"{mode} synthetic ({sum(manifest['videos'].values())} videos)"
     annotations = LLPAnnotations(root, warn=False)
-    rows = [
-        row(
-            f"{name} train (hidden)",
-            len(hidden.audio),
-            pair_counts(annotations.weak("train").labels, hidden.audio, hidden.visual),
-        )
-    ]
+    weak = annotations.weak("train").labels
+    rows = [row(f"{name} train (hidden)", weak, hidden.audio, hidden.visual)]
     for split in ("val", "test"):
         dense = annotations.dense(split)
-        weak = annotations.weak(split).labels
-        rows.append(row(f"{name} {split}", len(weak), pair_counts(weak, dense.audio, dense.visual)))
+        rows.append(
+            row(f"{name} {split}", annotations.weak(split).labels, dense.audio, dense.visual)
+        )
     return rows
 
 
@@ -119,8 +119,10 @@ def synthetic_sources(roots: Sequence[Path]) -> list[str]:
     """How each synthetic dataset was made, from its manifest."""
     sources = []
     for root in roots:
-        settings = read_manifest(root)["settings"]
+        settings = with_label_model(read_manifest(root)["settings"])
         made = f"--videos {settings['videos']} --seed {settings['seed']}"
+        if "label_model" in settings:
+            made += f" --label-model {settings['label_model']}"
         if settings["annotations"] is not None:
             made = f"--annotations {settings['annotations']} {made}"
         sources.append(f"{root.name}: `avvp synth {made}`")
@@ -129,14 +131,17 @@ def synthetic_sources(roots: Sequence[Path]) -> list[str]:
 
 def format_tables(rows: list[dict], per_class_sources: Sequence[str]) -> str:
     lines = [
-        "| source | videos | weak pairs | " + " | ".join(HEADERS) + " | annotated, not weak |",
-        "| --- | ---: | ---: | " + " | ".join("---:" for _ in HEADERS) + " | ---: |",
+        "| source | videos | weak pairs | "
+        + " | ".join(HEADERS)
+        + " | annotated, not weak | videos with no visible event % | no audible event % |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in HEADERS) + " | ---: | ---: | ---: |",
     ]
     for item in rows:
         shares = " | ".join(f"{item['shares'][kind]:.1f}" for kind in KINDS)
         lines.append(
             f"| {item['source']} | {item['videos']} | {item['weak_pairs']} | {shares} | "
-            f"{item['counts']['outside']} |"
+            f"{item['counts']['outside']} | {item['no_visible_event']:.1f} | "
+            f"{item['no_audible_event']:.1f} |"
         )
     by_source = {item["source"]: item for item in rows}
     chosen = [by_source[source] for source in per_class_sources]
@@ -182,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         "class and no visual one, *visual only* the other way round, *both*, or *neither* (the "
         "weak label names a class no segment of either stream holds: an annotation gap). Shares "
         "are of the weak pairs; 'annotated, not weak' counts the pairs some segment holds that "
-        "the weak labels do not name (not in the shares). Real rows: the dense val/test "
+        "the weak labels do not name (not in the shares). The last two columns: the videos "
+        "where no segment of the visual (audio) stream holds any class. Real rows: the dense "
+        "val/test "
         "annotations; synthetic train rows: the hidden segment labels the generator drew, "
         "never seen by training. Synthetic sets as `avvp synth` made them: "
         + "; ".join(synthetic_sources(args.data))

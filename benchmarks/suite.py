@@ -33,7 +33,7 @@ from compare_methods import SUITE_END, SUITE_START, avvp, run_logged
 from results_file import write_results
 
 from avvp.config import resolve_config, resolve_paths, validate_config, with_new_defaults
-from avvp.data.synthetic import FORMAT_VERSION, GeneratorConfig, read_manifest
+from avvp.data.synthetic import GeneratorConfig, dataset_settings, read_manifest
 from avvp.evaluation.per_video import PER_VIDEO_FILE, read_per_video
 from avvp.evaluation.stats import RESAMPLES, compare, mean_std
 from avvp.io_utils import file_sha256
@@ -74,19 +74,8 @@ class Synth:
 
     def settings(self) -> dict[str, Any]:
         """The settings `avvp synth` records in synthetic.json for this recipe."""
-        annotations = None if self.annotations is None else str(Path(self.annotations).resolve())
-        return json.loads(
-            json.dumps(
-                {
-                    "format_version": FORMAT_VERSION,
-                    "mode": "builtin" if self.annotations is None else "annotation-driven",
-                    "annotations": annotations,
-                    "videos": self.videos,
-                    "seed": self.seed,
-                    "generator": GeneratorConfig(difficulty=self.difficulty).to_json(),
-                }
-            )
-        )
+        config = GeneratorConfig(difficulty=self.difficulty)
+        return dataset_settings(self.annotations, self.videos, self.seed, config)
 
     def arguments(self, out: Path) -> list[str]:
         arguments = ["synth", "--out", str(out), "--seed", str(self.seed), "--no-progress"]

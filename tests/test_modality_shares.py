@@ -51,7 +51,7 @@ def test_the_script_writes_every_row(dataset, tmp_path, capsys):
     argv = ["--annotations", str(dataset), "--data", str(dataset), "--out", str(out)]
     assert modality_shares.main(argv) == 0
     rows = {row["source"]: row for row in json.loads(out.with_suffix(".json").read_text())["rows"]}
-    train = rows["builtin synthetic (80 videos) train (hidden)"]
+    train = rows["builtin per_class synthetic (80 videos) train (hidden)"]
     hidden = load_hidden_train_labels(dataset)
     weak = LLPAnnotations(dataset).weak("train").labels
     expected = naive_counts(weak, hidden.audio, hidden.visual)
@@ -67,6 +67,6 @@ def test_the_script_writes_every_row(dataset, tmp_path, capsys):
     expected_val = naive_counts(LLPAnnotations(dataset).weak("val").labels, val.audio, val.visual)
     assert real_val["counts"]["both"] == sum(expected_val["both"])
     table = out.with_suffix(".md").read_text()
-    assert "| builtin synthetic (80 videos) train (hidden) | 56 |" in table
+    assert "| builtin per_class synthetic (80 videos) train (hidden) | 56 |" in table
     assert "| Speech |" in table
     assert "| source | videos |" in capsys.readouterr().out
