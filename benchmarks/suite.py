@@ -33,7 +33,7 @@ from compare_methods import SUITE_END, SUITE_START, avvp, run_logged
 from results_file import write_results
 
 from avvp.config import resolve_config, resolve_paths, validate_config, with_new_defaults
-from avvp.data.synthetic import GeneratorConfig, dataset_settings, read_manifest
+from avvp.data.synthetic import GeneratorConfig, dataset_settings, read_manifest, with_label_model
 from avvp.evaluation.per_video import PER_VIDEO_FILE, read_per_video
 from avvp.evaluation.stats import RESAMPLES, compare, mean_std
 from avvp.io_utils import file_sha256
@@ -64,18 +64,20 @@ class Synth:
     videos: int | None = None
     annotations: str | None = None
     difficulty: float = GeneratorConfig().difficulty
+    label_model: str | None = None  # built-in sets: per_class (synth's default) or global
 
     @property
     def key(self) -> str:
         """The data folder's name: one folder per distinct recipe."""
         mode = "builtin" if self.annotations is None else "llp"
         size = "" if self.videos is None else f"-v{self.videos}"
-        return f"{mode}{size}-d{self.difficulty:g}-g{self.seed}"
+        model = "" if self.label_model is None else f"-{self.label_model}"
+        return f"{mode}{size}{model}-d{self.difficulty:g}-g{self.seed}"
 
     def settings(self) -> dict[str, Any]:
         """The settings `avvp synth` records in synthetic.json for this recipe."""
         config = GeneratorConfig(difficulty=self.difficulty)
-        return dataset_settings(self.annotations, self.videos, self.seed, config)
+        return dataset_settings(self.annotations, self.videos, self.seed, config, self.label_model)
 
     def arguments(self, out: Path) -> list[str]:
         arguments = ["synth", "--out", str(out), "--seed", str(self.seed), "--no-progress"]
@@ -84,6 +86,8 @@ class Synth:
             arguments += ["--videos", str(self.videos)]
         if self.annotations is not None:
             arguments += ["--annotations", self.annotations]
+        if self.label_model is not None:
+            arguments += ["--label-model", self.label_model]
         return arguments
 
 
@@ -269,7 +273,7 @@ def config_differences(run_dir: Path, job: Job) -> list[str]:
             continue
         differences.append(f"{'.'.join(path)}: {old!r} (run) vs {new!r} (suite)")
     manifest = read_manifest(saved["data"]["root"])
-    if manifest is None or manifest["settings"] != job.dataset.synth.settings():
+    if manifest is None or with_label_model(manifest["settings"]) != job.dataset.synth.settings():
         differences.append(
             f"data.root: {saved['data']['root']} is not the dataset {job.dataset.name} "
             f"(`avvp {' '.join(job.dataset.synth.arguments(Path('DIR')))}`)"
@@ -334,7 +338,7 @@ def generate(dataset: Dataset, data_dir: Path, dry_run: bool) -> str | None:
     folder = data_folder(data_dir, dataset)
     manifest = read_manifest(folder)
     if manifest is not None:
-        if manifest["settings"] != dataset.synth.settings():
+        if with_label_model(manifest["settings"]) != dataset.synth.settings():
             raise ValueError(f"{folder} was generated with other settings than {dataset.name}'s")
         return None
     command = avvp(*dataset.synth.arguments(folder))

@@ -185,3 +185,15 @@ def test_a_rewritten_results_page_keeps_the_suite_table(tmp_path):
     assert text.count(suite.SUITE_START) == 1 and "SUITE TABLE 2" in text
     assert text.endswith("New text.") and "Old text." not in text
     assert compare_methods.kept_suite_table(tmp_path / "absent.md") == []
+
+
+def test_a_suite_names_the_built_in_label_model_and_reads_old_folders_as_global(tmp_path):
+    """``label_model: global`` makes (and recognises) the built-in set of the old sampler; a
+    folder made before label models were recorded is read as global."""
+    old = suite.Synth(videos=40, seed=0, label_model="global")
+    new = suite.Synth(videos=40, seed=0)
+    assert old.key != new.key and "--label-model" in old.arguments(tmp_path / "d")
+    assert "--label-model" not in new.arguments(tmp_path / "d")
+    settings = dict(old.settings())
+    del settings["label_model"]  # as an old synthetic.json has it
+    assert suite.with_label_model(settings) == old.settings() != new.settings()
