@@ -131,14 +131,6 @@ class PoiBin(Method):
                 f"method.warmup_epochs must be in [0, optim.epochs = {epochs}), got {warmup}: "
                 "the best checkpoint is chosen after the warm-up"
             ]
-        if method["refine_lr"] is not None and (
-            warmup == 0 or method["refine_fresh_optimizer"] is not True
-        ):
-            return [
-                f"method.refine_lr={method['refine_lr']} needs method.warmup_epochs > 0 and "
-                "method.refine_fresh_optimizer=true (it is the lr of the optimiser the "
-                "refinement starts with); without a warm-up set optim.lr"
-            ]
         return []
 
     def __init__(self, config: Config, train_data: SplitData | None):
