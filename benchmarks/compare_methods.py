@@ -44,7 +44,15 @@ from avvp.training.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SPEED_RESULTS = ("han_speed", "cache_speed", "poibin_speed", "ppl_cost", "eval_speed")
+SPEED_RESULTS = (
+    "han_speed",
+    "step_bound",
+    "peer_speed",
+    "cache_speed",
+    "poibin_speed",
+    "ppl_cost",
+    "eval_speed",
+)
 Published = tuple[tuple[float, ...], tuple[float, ...]]  # segment, event: A, V, AV, Type, Event
 MAIN_GROUP = "Methods"
 
