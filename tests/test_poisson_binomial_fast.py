@@ -7,35 +7,14 @@ formula), against autograd through the plain loop, and with ``gradcheck``.
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
+from test_poisson_binomial import brute_force_pmf, leave_one_out_jacobian
 
 import avvp.poisson_binomial as pb
 from avvp.poisson_binomial import poisson_binomial_pmf, poisson_binomial_tail
 
 SPEC_ATOL = 1e-9
-
-
-def brute_force_pmf(probs: torch.Tensor) -> torch.Tensor:
-    """pmf of one (N,) float64 vector by summing the probability of every outcome."""
-    n = len(probs)
-    outcomes = torch.tensor(list(itertools.product((0, 1), repeat=n)), dtype=torch.bool)
-    outcomes = outcomes.reshape(2**n, n)
-    weights = torch.where(outcomes, probs, 1 - probs).prod(dim=1)
-    return torch.zeros(n + 1, dtype=torch.float64).index_add_(0, outcomes.sum(dim=1), weights)
-
-
-def leave_one_out_jacobian(probs: torch.Tensor) -> torch.Tensor:
-    """d pmf(k) / d p_n = pmf_without_n(k - 1) - pmf_without_n(k), from brute force."""
-    n = len(probs)
-    jacobian = torch.zeros(n + 1, n, dtype=torch.float64)
-    for i in range(n):
-        rest = brute_force_pmf(torch.cat((probs[:i], probs[i + 1 :])))
-        jacobian[1:, i] += rest
-        jacobian[:-1, i] -= rest
-    return jacobian
 
 
 def graph_nodes(tensor: torch.Tensor) -> set[str]:
