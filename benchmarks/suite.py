@@ -40,7 +40,7 @@ from avvp.io_utils import file_sha256
 from avvp.training.trainer import (
     LAST_CHECKPOINT,
     RESUMABLE_DIFFERENCES,
-    _config_differences,
+    differing_entries,
     metric_label,
 )
 
@@ -266,7 +266,7 @@ def config_differences(run_dir: Path, job: Job) -> list[str]:
     """
     saved = resolve_paths(with_new_defaults(yaml.safe_load((run_dir / "config.yaml").read_text())))
     differences = []
-    for path, old, new in _config_differences(saved, job.config):
+    for path, old, new in differing_entries(saved, job.config):
         if tuple(path) in RESUMABLE_DIFFERENCES or tuple(path) == ("data", "root"):
             continue
         if isinstance(old, str) and isinstance(new, str) and same_file(Path(old), Path(new)):

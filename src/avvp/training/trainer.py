@@ -146,7 +146,7 @@ def load_init_weights(config: Config, device: torch.device | str = "cpu") -> dic
         raise CheckpointError(f"{flag}: {error}") from None
     differences = [
         f"{'.'.join(key)}: {old!r} -> {new!r}"
-        for key, old, new in _config_differences(
+        for key, old, new in differing_entries(
             model_config(with_new_defaults(checkpoint["config"])), model_config(config)
         )
     ]
@@ -715,7 +715,7 @@ def check_resumable(saved: Config, current: Config) -> None:
     differences = [
         f"{'.'.join(path)}: {old!r} -> {new!r}"
         # Paths resolved: runs saved before avvp resolved them hold them as typed.
-        for path, old, new in _config_differences(
+        for path, old, new in differing_entries(
             resolve_paths(with_new_defaults(saved)), resolve_paths(current)
         )
         if tuple(path) not in RESUMABLE_DIFFERENCES
@@ -727,9 +727,12 @@ def check_resumable(saved: Config, current: Config) -> None:
         )
 
 
-def _config_differences(old: Any, new: Any, path: tuple[str, ...] = ()):
+def differing_entries(
+    old: Any, new: Any, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
+    """(key path, old value, new value) of every leaf where two nested configs differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
-            yield from _config_differences(old.get(key), new.get(key), (*path, key))
+            yield from differing_entries(old.get(key), new.get(key), (*path, key))
     elif old != new:
         yield path, old, new
