@@ -284,6 +284,9 @@ class _VisualExtractor(Extractor):
     resizes: ClassVar[_Resizes]
     mean: ClassVar[tuple[float, float, float]]
     std: ClassVar[tuple[float, float, float]]
+    network: ClassVar[type[nn.Module]]
+    filenames: ClassVar[tuple[str, ...]]  # the weight file names looked for, in order
+    source: ClassVar[str]  # where the weights come from, for the missing-weights error
     per_second: int  # frames decoded per one-second segment
 
     def __init__(
@@ -294,9 +297,7 @@ class _VisualExtractor(Extractor):
         frame_offset: float,
         resize: str,
         batch_size: int,
-        network: type[nn.Module],
-        filenames: Sequence[str],
-        source: str,
+        filename: str | None,
     ):
         super().__init__(weights, device, random_weights)
         if resize not in self.resizes:
@@ -310,8 +311,9 @@ class _VisualExtractor(Extractor):
         self.frame_offset = frame_offset
         self.resize = resize
         self.batch_size = batch_size
+        filenames = (filename,) if filename else self.filenames
         net, self.weight_file = load_network(
-            network, self.weights, filenames, self.name, source, random_weights
+            self.network, self.weights, filenames, self.name, self.source, random_weights
         )
         self.net = net.to(self.device).eval()
         self.weight_files = [] if self.weight_file is None else [self.weight_file]
@@ -357,6 +359,7 @@ class ResNet152(_VisualExtractor):
     std = IMAGENET_STD
     # torchvision's IMAGENET1K_V1 file (LLP's weights, under their old and current file names),
     # then IMAGENET1K_V2, tried in this order.
+    network = ResNet152Net
     filenames = ("resnet152-394f9c45.pth", "resnet152-b121ed2d.pth", "resnet152-f82ba261.pth")
     source = (
         "torchvision's ResNet152_Weights.IMAGENET1K_V1, "
@@ -381,9 +384,7 @@ class ResNet152(_VisualExtractor):
             frame_offset,
             resize,
             batch_size,
-            ResNet152Net,
-            (filename,) if filename else self.filenames,
-            self.source,
+            filename,
         )
 
     def _inputs(self, frames: torch.Tensor) -> torch.Tensor:
@@ -407,6 +408,7 @@ class R2Plus1D18(_VisualExtractor):
     resizes: ClassVar[_Resizes] = {"squash": ((112, 112), None), "crop": ((128, 171), 112)}
     mean = KINETICS_MEAN
     std = KINETICS_STD
+    network = R2Plus1D18Net
     filenames = ("r2plus1d_18-91a641e6.pth",)
     source = (
         "torchvision's R2Plus1D_18_Weights.KINETICS400_V1, "
@@ -435,9 +437,7 @@ class R2Plus1D18(_VisualExtractor):
             frame_offset,
             resize,
             batch_size,
-            R2Plus1D18Net,
-            (filename,) if filename else self.filenames,
-            self.source,
+            filename,
         )
 
     def _inputs(self, frames: torch.Tensor) -> torch.Tensor:
