@@ -105,6 +105,54 @@ def test_the_training_forward_and_gradients_match_torchs_attention(monkeypatch):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * scale)
 
 
+def two_calls(layer: HybridAttentionLayer, audio, visual):
+    """What HAN ran before forward_pair: the layer once per stream."""
+    return layer(audio, visual), layer(visual, audio)
+
+
+@pytest.mark.parametrize(
+    ("heads", "dropout", "bf16"), [(1, 0.1, False), (2, 0.5, False), (1, 0.1, True)]
+)
+def test_the_stacked_streams_equal_one_layer_call_per_stream(heads, dropout, bf16):
+    """In training, forward_pair draws the dropout masks the two calls draw, from the same random
+    numbers, and leaves the random stream where they leave it: the outputs agree bit for bit, the
+    gradients to float rounding (the shared weights' gradients summed in another order; under
+    bf16, to its rounding: the gradients of bf16 and fp32 themselves differ far more)."""
+    if bf16 and not trainer.cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    torch.manual_seed(0)
+    layer = HybridAttentionLayer(32, heads, 48, dropout).train()
+    audio, visual = torch.randn(4, 10, 32), torch.randn(4, 10, 32)
+    results = []
+    for forward in (two_calls, HybridAttentionLayer.forward_pair):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            outputs = forward(layer, audio, visual)
+        loss = sum((output.float() * torch.arange(32)).sum() for output in outputs)
+        gradients = torch.autograd.grad(loss, list(layer.parameters()))
+        results.append((outputs, gradients, torch.rand(3)))
+    (slow_outputs, slow_gradients, slow_next), (outputs, gradients, next_draw) = results
+    assert torch.equal(next_draw, slow_next)
+    for got, expected in zip(outputs, slow_outputs, strict=True):
+        assert torch.equal(got, expected)
+    tolerance = 2e-2 if bf16 else 1e-5
+    for got, expected in zip(gradients, slow_gradients, strict=True):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance * scale)
+
+
+def test_the_stacked_streams_in_evaluation_draw_nothing():
+    torch.manual_seed(0)
+    layer = HybridAttentionLayer(32, 2, 48, 0.5).eval()
+    audio, visual = torch.randn(4, 10, 32), torch.randn(4, 10, 32)
+    state = torch.get_rng_state()
+    for got, expected in zip(
+        layer.forward_pair(audio, visual), two_calls(layer, audio, visual), strict=True
+    ):
+        torch.testing.assert_close(got, expected, **FLOAT_TOLERANCE)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_the_fused_adam_updates_as_the_per_parameter_loop():
     """The trainer's fused Adam and torch's loop, given the same gradients for three steps, end
     with parameters equal to 1e-8 (steps of the learning rate, 3e-4). Adam divides each
@@ -207,3 +255,54 @@ def test_training_runs_on_one_thread_unless_omp_num_threads_is_set(dataset, tmp_
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+FLUSHABLE = pytest.mark.skipif(
+    not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals"
+)
+
+
+@FLUSHABLE
+def test_flushing_denormals_holds_inside_the_block_only():
+    subnormal = torch.tensor([3e-39, -1e-40, 1.0])
+    assert not trainer.denormals_flushed()
+    assert subnormal.mul(1.0)[0] != 0  # IEEE gradual underflow outside the block
+    with trainer.flushing_denormals(True):
+        assert trainer.denormals_flushed()
+        assert subnormal.mul(1.0).tolist() == [0.0, 0.0, 1.0]
+    assert not trainer.denormals_flushed()
+    with trainer.flushing_denormals(False):
+        assert not trainer.denormals_flushed()
+
+
+@FLUSHABLE
+def test_a_mode_set_before_the_block_is_kept_after_it():
+    torch.set_flush_denormal(True)
+    try:
+        with trainer.flushing_denormals(True):
+            pass
+        assert trainer.denormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@FLUSHABLE
+@pytest.mark.parametrize("flush", [True, False])
+def test_training_steps_flush_denormals_as_configured(dataset, tmp_path, monkeypatch, flush):
+    modes_seen = []
+    original = avvp.methods.base.attentive_mil_loss
+
+    def recording_loss(*args, **kwargs):
+        modes_seen.append(trainer.denormals_flushed())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(avvp.methods.base, "attentive_mil_loss", recording_loss)
+    flags = ["--data", str(dataset), "--out", str(tmp_path / "run"), *TINY_TRAINING]
+    assert main(["train", "--method", "han", *flags, f"train.flush_denormal={flush}"]) == 0
+    assert modes_seen and set(modes_seen) == {flush}
+    assert not trainer.denormals_flushed()  # validation, testing and the caller: unchanged
+
+
+def test_flush_denormal_is_validated():
+    with pytest.raises(ConfigError, match=r"'train\.flush_denormal' expects bool, got 'sometimes'"):
+        resolve_config("han", overrides=["train.flush_denormal=sometimes"])

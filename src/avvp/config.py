@@ -351,6 +351,7 @@ def _base_rules() -> dict[str, Rule]:
         "train.select_metric": one_of(f"{level}.{name}" for level in LEVELS for name in METRICS),
         "train.progress": boolean(),
         "train.precision": one_of(PRECISIONS),
+        "train.flush_denormal": boolean(),
         "train.init_from": path_string(nullable=True),
         "eval.threshold": number(0, 1),
         "eval.gate": one_of(Gate),

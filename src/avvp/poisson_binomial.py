@@ -25,8 +25,10 @@ Bernoulli and replays them. The forward keeps every intermediate pmf P^n (one pr
 tensor, batch innermost, two in-place operations a step); the backward is the recursion's
 adjoint, A^{n-1}(k) = A^n(k) + p_n (A^n(k+1) - A^n(k)), with d/dp_n = sum_k P^{n-1}(k)
 (A^n(k+1) - A^n(k)) (the pmf's derivative, pmf_without_n(k-1) - pmf_without_n(k), contracted
-with the incoming gradient), three operations a step. The forward is the same products and sums
-of non-negative numbers as before, so the pmf keeps its relative precision. Without a gradient
+with the incoming gradient), three operations a step. On CPU tensors both loops run compiled
+(avvp.poisson_binomial_kernels, numba), one call each instead of a few operations a Bernoulli;
+on other devices as torch operations. The forward is the same products and sums of
+non-negative numbers as before, so the pmf keeps its relative precision. Without a gradient
 (the E-step over the whole train set) or above ``FAST_MAX_N`` (where it would keep an
 (N + 1) x (N + 2) float64 tensor a row) the loop runs under autograd as it always did.
 """
@@ -44,6 +46,9 @@ from avvp.choices import Choice
 # Past this N the custom function's saved pmfs, (N + 1) x (N + 2) float64 a row, outweigh its
 # gain (the per-call overhead it removes matters less and less as the arithmetic grows).
 FAST_MAX_N = 128
+# The fast path on CPU tensors runs compiled loops (avvp.poisson_binomial_kernels); elsewhere, or
+# with this False, the same steps as torch operations.
+CPU_KERNELS = True
 
 
 class PmfMethod(Choice, label="pmf method"):
@@ -103,6 +108,11 @@ def _pmf_dft(probs: Tensor) -> Tensor:
     return pmf + (pmf.clamp_min(0) - pmf).detach()
 
 
+def _compiled(p: Tensor) -> bool:
+    """Whether the fast path's loops run compiled (CPU_KERNELS) for this tensor."""
+    return CPU_KERNELS and p.device.type == "cpu"
+
+
 def _recursion_steps(probs: Tensor) -> tuple[Tensor, Tensor]:
     """(R, N) -> p (N, R) float64 and every intermediate pmf, (N + 1, N + 2, R) float64.
 
@@ -112,8 +122,13 @@ def _recursion_steps(probs: Tensor) -> tuple[Tensor, Tensor]:
     rows, n = probs.shape
     # One copy makes the float64, (N, R) layout.
     p = torch.empty(n, rows, dtype=torch.float64, device=probs.device).copy_(probs.t())
-    q = 1 - p
     pmfs = p.new_empty(n + 1, n + 2, rows)
+    if _compiled(p):
+        from avvp import poisson_binomial_kernels
+
+        poisson_binomial_kernels.recursion_steps(p.numpy(), pmfs.numpy())
+        return p, pmfs
+    q = 1 - p
     pmfs[:, 0] = 0
     pmfs[0, 1:] = 0
     pmfs[0, 1] = 1
@@ -132,6 +147,13 @@ def _recursion_gradient(p: Tensor, pmfs: Tensor, outer: Tensor) -> Tensor:
     A^N = outer, A^{n-1}(k) = A^n(k) + p_n (A^n(k + 1) - A^n(k)), and the gradient
     d/dp_n = sum_k P^{n-1}(k) (A^n(k + 1) - A^n(k)).
     """
+    if _compiled(p):
+        from avvp import poisson_binomial_kernels
+
+        adjoint = outer.detach().contiguous().numpy()
+        return torch.from_numpy(
+            poisson_binomial_kernels.recursion_gradient(p.numpy(), pmfs.numpy(), adjoint)
+        )
     n, rows = p.shape
     # Two adjoint buffers taking turns: A^n in one, A^{n-1} written into the other. Full width
     # throughout: A^n is only needed on k <= n; the entries above it meet P = 0 and only have

@@ -66,13 +66,40 @@ class StreamStem(nn.Module):
         return self.fusion(torch.cat(projected, dim=-1))
 
 
-def attend(attention: nn.MultiheadAttention, query: Tensor, other: Tensor) -> Tensor:
+def keep_mask(shape: tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """What ``F.dropout(x, p, training=True)`` multiplies an ``x`` of this shape, dtype and device
+    by (0 or 1 / (1 - p)), drawn from the same random numbers as that call: dropout of ones."""
+    return F.dropout(torch.ones(shape, dtype=dtype, device=device), p, training=True)
+
+
+def masked_attention(query: Tensor, key: Tensor, value: Tensor, weights_mask: Tensor) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v over (B, heads, T, d) inputs, the attention weights multiplied
+    by ``weights_mask`` (a :func:`keep_mask`): scaled_dot_product_attention's dropout with the
+    mask drawn beforehand. Computed as torch's math kernel computes it on the CPU (in fp32, each
+    side scaled by d^-1/4): bit-identical to it there, bf16 autocast included."""
+    dtype = query.dtype
+    with torch.autocast(query.device.type, enabled=False):
+        query, key, value = (
+            x.to(torch.promote_types(x.dtype, torch.float32)) for x in (query, key, value)
+        )
+        root_scale = query.shape[-1] ** -0.25
+        scores = (query * root_scale) @ (key.transpose(-2, -1) * root_scale)
+        return ((torch.softmax(scores, dim=-1) * weights_mask) @ value).to(dtype)
+
+
+def attend(
+    attention: nn.MultiheadAttention,
+    query: Tensor,
+    other: Tensor,
+    weights_mask: Tensor | None = None,
+) -> Tensor:
     """``attention(query, other, other)`` of a batch-first nn.MultiheadAttention, computed in the
     batch-first layout with its own weights and the same scaled_dot_product_attention call
     (shapes, dropout) as torch's, hence the same dropout draws: torch's own forward transposes
     its inputs to sequence-first and backpropagates its packed projections through zero-filled
     buffers. ``query is other`` is self-attention, whose three projections are one matmul. Equal
-    to the module to float rounding (tests/test_speed_paths.py)."""
+    to the module to float rounding (tests/test_speed_paths.py). ``weights_mask``: the dropout
+    of the attention weights drawn beforehand (:func:`masked_attention`)."""
     width, weight, bias = attention.embed_dim, attention.in_proj_weight, attention.in_proj_bias
     if query is other:
         q, k, v = F.linear(query, weight, bias).chunk(3, dim=-1)
@@ -88,8 +115,11 @@ def attend(attention: nn.MultiheadAttention, query: Tensor, other: Tensor) -> Te
     def heads(x: Tensor) -> Tensor:  # (B, T, D) -> (B, heads, T, D / heads)
         return x.unflatten(-1, (attention.num_heads, -1)).transpose(1, 2)
 
-    dropout = attention.dropout if attention.training else 0.0
-    mixed = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), dropout_p=dropout)
+    if weights_mask is None:
+        dropout = attention.dropout if attention.training else 0.0
+        mixed = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), dropout_p=dropout)
+    else:
+        mixed = masked_attention(heads(q), heads(k), heads(v), weights_mask)
     # Projected in the sequence-first memory order torch's module returns, (T, B, D) seen as
     # (B, T, D): a dropout applied to the result draws its mask in memory order, so another
     # layout would drop other elements than torch's module does.
@@ -113,11 +143,77 @@ class HybridAttentionLayer(nn.Module):
         self.dropout_out = nn.Dropout(dropout)
 
     def forward(self, query: Tensor, other: Tensor) -> Tensor:
-        cross = attend(self.cross_attention, query, other)
-        itself = attend(self.self_attention, query, query)
-        query = self.norm1(query + self.dropout_cross(cross) + self.dropout_self(itself))
-        hidden = self.linear2(self.dropout_ff(F.relu(self.linear1(query))))
-        return self.norm2(query + self.dropout_out(hidden))
+        return self._attend_and_feed(query, other, masks=None)
+
+    def forward_pair(self, audio: Tensor, visual: Tensor) -> tuple[Tensor, Tensor]:
+        """``(self(audio, visual), self(visual, audio))`` in one pass over both streams stacked on
+        the batch: half the operator calls, twice the matmul rows, and the gradients of the
+        weights both calls share summed inside the matmuls. In training, the dropout masks are
+        drawn first, in the order and from the random numbers the two calls would use, so the
+        result equals the two calls to float rounding (tests/test_speed_paths.py)."""
+        videos = audio.shape[0]
+        masks = self._pair_dropout_masks(audio, visual) if self.training else None
+        both = self._attend_and_feed(
+            torch.cat((audio, visual)), torch.cat((visual, audio)), masks=masks
+        )
+        return both[:videos], both[videos:]
+
+    def _pair_dropout_masks(self, audio: Tensor, visual: Tensor) -> dict[str, Tensor]:
+        """Every dropout mask of ``self(audio, visual)`` then of ``self(visual, audio)``, drawn in
+        the order forward draws them, each pair stacked as forward_pair stacks the streams."""
+        device = audio.device
+        # Dropout multiplies a tensor in its own dtype: under autocast the layer's linear outputs
+        # are in the autocast dtype; the attention weights are fp32 (masked_attention).
+        autocast = torch.is_autocast_enabled(device.type)
+        features = torch.get_autocast_dtype(device.type) if autocast else audio.dtype
+        weights = torch.promote_types(features, torch.float32)
+        per_stream = []
+        for query, other in ((audio, visual), (visual, audio)):
+            videos, steps = query.shape[:2]
+            cross, itself = self.cross_attention, self.self_attention
+            draws = {
+                "cross_attention": keep_mask(
+                    (videos, cross.num_heads, steps, other.shape[1]), cross.dropout, weights, device
+                ),
+                "self_attention": keep_mask(
+                    (videos, itself.num_heads, steps, steps), itself.dropout, weights, device
+                ),
+            }
+            # attend returns (B, T, D) views of sequence-first memory, and dropout draws its
+            # mask in memory order: those two masks are drawn (T, B, D) and transposed.
+            for name, width, sequence_first in (
+                ("dropout_cross", self.linear2.out_features, True),
+                ("dropout_self", self.linear2.out_features, True),
+                ("dropout_ff", self.linear1.out_features, False),
+                ("dropout_out", self.linear2.out_features, False),
+            ):
+                rate = getattr(self, name).p
+                if sequence_first:
+                    mask = keep_mask((steps, videos, width), rate, features, device)
+                    draws[name] = mask.transpose(0, 1)
+                else:
+                    draws[name] = keep_mask((videos, steps, width), rate, features, device)
+            per_stream.append(draws)
+        return {
+            name: torch.cat((per_stream[0][name], per_stream[1][name])) for name in per_stream[0]
+        }
+
+    def _attend_and_feed(
+        self, query: Tensor, other: Tensor, masks: dict[str, Tensor] | None
+    ) -> Tensor:
+        """The layer; ``masks``: dropout masks drawn beforehand (_pair_dropout_masks), or None
+        for the dropout modules."""
+
+        def drop(name: str, x: Tensor) -> Tensor:
+            return getattr(self, name)(x) if masks is None else x * masks[name]
+
+        cross_mask = None if masks is None else masks["cross_attention"]
+        self_mask = None if masks is None else masks["self_attention"]
+        cross = attend(self.cross_attention, query, other, cross_mask)
+        itself = attend(self.self_attention, query, query, self_mask)
+        query = self.norm1(query + drop("dropout_cross", cross) + drop("dropout_self", itself))
+        hidden = self.linear2(drop("dropout_ff", F.relu(self.linear1(query))))
+        return self.norm2(query + drop("dropout_out", hidden))
 
 
 class HAN(nn.Module):
@@ -157,7 +253,7 @@ class HAN(nn.Module):
         self.check_features(features)
         audio, visual = self.audio_stem(features), self.visual_stem(features)
         for layer in self.layers:
-            audio, visual = layer(audio, visual), layer(visual, audio)
+            audio, visual = layer.forward_pair(audio, visual)
         return torch.stack((audio, visual), dim=2)
 
     def forward(self, features: Mapping[str, Tensor]) -> ParseOutput:

@@ -212,6 +212,33 @@ def forward_precision(precision: str, device: torch.device) -> contextlib.Abstra
     return contextlib.nullcontext()
 
 
+def denormals_flushed() -> bool:
+    """Whether this thread flushes subnormal floats to zero: a subnormal times one is then 0."""
+    return torch.tensor(1e-40).mul(1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def flushing_denormals(enabled: bool) -> Iterator[None]:
+    """Subnormal floats flushed to zero (torch.set_flush_denormal: x86 FTZ/DAZ, ARM FZ) in this
+    thread while the block runs, the earlier mode restored after; nothing when not ``enabled``.
+
+    Why: a confident pooling drives probabilities and their gradients below 1.2e-38, and every
+    matmul of the backward pass that reads such a value runs many times slower
+    (benchmarks/denormal_speed.py). Flushing changes only values below that size. The mode is per
+    thread: torch's intra-op threads started before the block keep theirs (one training thread
+    is the default, README "Threads")."""
+    if not enabled:
+        yield
+        return
+    before = denormals_flushed()
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(before)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -527,39 +554,45 @@ class Trainer:
         bar = tqdm(
             starts, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress, unit="batch"
         )
-        for number, start in enumerate(bar, 1):
-            batch = make_batch(train, order[start : start + batch_size], self.feature_names).to(
-                self.device
-            )
-            where = f"epoch {epoch + 1}, batch {number} of {len(starts)}"
-            try:
-                with forward_precision(self.config["train"]["precision"], self.device):
-                    losses, report = self.method.training_forward(self.training_model, batch)
-            except RuntimeError as error:
-                # torch's BCE rejects NaN probabilities before any loss exists.
-                rows = self._non_finite_rows(batch)
-                if not rows:
-                    raise
-                raise FloatingPointError(
-                    self._non_finite_message(where, "the model's outputs are", batch, rows)
-                ) from error
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                values = {name: float(value) for name, value in losses.items()}
-                rows = self._non_finite_rows(batch) or list(range(len(batch.index)))
-                raise FloatingPointError(
-                    self._non_finite_message(where, f"the loss {values} is", batch, rows)
+        with flushing_denormals(self.config["train"]["flush_denormal"]):
+            for number, start in enumerate(bar, 1):
+                batch = make_batch(train, order[start : start + batch_size], self.feature_names)
+                values = self._train_step(
+                    batch.to(self.device), f"epoch {epoch + 1}, batch {number} of {len(starts)}"
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.method.after_optimizer_step(self)
-            values = {f"loss.{name}": value.item() for name, value in losses.items()} | report
-            values["loss.total"] = loss.item()
-            for key, value in values.items():
-                totals[key] = totals.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{values['loss.total']:.4f}")
+                for key, value in values.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                bar.set_postfix(loss=f"{values['loss.total']:.4f}")
         return {key: value / max(len(starts), 1) for key, value in totals.items()}
+
+    def _train_step(self, batch: Batch, where: str) -> dict[str, float]:
+        """One optimiser step on ``batch``; its losses and the method's report. ``where`` names
+        the batch in the error a non-finite output or loss raises."""
+        try:
+            with forward_precision(self.config["train"]["precision"], self.device):
+                losses, report = self.method.training_forward(self.training_model, batch)
+        except RuntimeError as error:
+            # torch's BCE rejects NaN probabilities before any loss exists.
+            rows = self._non_finite_rows(batch)
+            if not rows:
+                raise
+            raise FloatingPointError(
+                self._non_finite_message(where, "the model's outputs are", batch, rows)
+            ) from error
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            values = {name: float(value) for name, value in losses.items()}
+            rows = self._non_finite_rows(batch) or list(range(len(batch.index)))
+            raise FloatingPointError(
+                self._non_finite_message(where, f"the loss {values} is", batch, rows)
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.method.after_optimizer_step(self)
+        values = {f"loss.{name}": value.item() for name, value in losses.items()} | report
+        values["loss.total"] = loss.item()
+        return values
 
     @torch.no_grad()
     def _non_finite_rows(self, batch: Batch) -> list[int]:
