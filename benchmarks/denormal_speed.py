@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,12 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="config key=value for both trainings")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="denormal-speed-"))
+    work.mkdir(parents=True, exist_ok=True)
     data = args.data or make_data(work, args.videos)
     seconds: dict[str, list[list[float]]] = {mode: [] for mode in MODES}
     runs: dict[str, list[Path]] = {mode: [] for mode in MODES}
     for repeat in range(args.repeats):
         for mode, flush in MODES.items():
             out = work / f"{mode}-{repeat}"
+            if out.exists():
+                shutil.rmtree(out)  # ours: a run folder of an earlier call with this --work
             train(data, out, args.epochs, flush, args.overrides)
             seconds[mode].append(epoch_seconds(out))
             runs[mode].append(out)

@@ -1,7 +1,7 @@
 """Side by side: the official HAN code and avvp's han training on one dataset, 1 thread, CPU.
 
     nice python benchmarks/peer_speed.py --official DIR [--data LLP_DIR | --videos 700]
-        [--epochs 3] [--batch-size 16] [--lr 3e-4] [--repeats 2] [--avvp-precision fp32,bf16]
+        [--epochs 5] [--batch-size 16] [--lr 3e-4] [--repeats 2] [--avvp-precision fp32,bf16]
         [--python PY] [--work DIR] [--out benchmarks/results/peer_speed]
 
 DIR is the user's own checkout of YapengTian/AVVP-ECCV20. Nothing is written there: the files the
@@ -18,7 +18,11 @@ own process through benchmarks/timed_run.py, which times every call of the offic
 time) and reads the process's peak RSS. The runs take turns (official, avvp fp32, avvp bf16,
 then again) --repeats times. A run's epoch time is the median of its epochs after the first (the
 first warms up); the table gives the median over runs, and the last line the ratio
-``train epoch official/avvp: W x wall, C x cpu`` for avvp at fp32.
+``train epoch official/avvp: W x wall, C x cpu`` for avvp at fp32. Five epochs by default, so
+that the median sets aside one slow epoch: on avvp's synthetic data the second epoch drives
+gradients into subnormal floats, which slowed the official code's epoch by a quarter (avvp
+flushes them, ``train.flush_denormal``), and a median of two epochs would count that epoch
+half.
 
 avvp bf16 passes ``train.precision=bf16``; where this avvp has no such key, the row is skipped
 with a line saying so. The official code needs pandas < 3 and numpy; torchvision, which it imports
@@ -274,7 +278,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--official", type=Path, required=True, help="YapengTian/AVVP-ECCV20")
     parser.add_argument("--data", type=Path, help="LLP-layout dataset (default: avvp synth)")
     parser.add_argument("--videos", type=int, default=700, help="avvp synth --videos (70% train)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--repeats", type=int, default=2, help="runs a side, taking turns")
@@ -324,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     command = official_command(args.python, data, settings, times)
                     cwd = work / "official"
                 else:
+                    if (work / tag).exists():
+                        # ours, from an earlier call with this --work: a finished run would
+                        # train nothing
+                        shutil.rmtree(work / tag)
                     command = avvp_command(data, work / tag, settings, precision, times)
                     cwd = ROOT
                 print(f"{side}, run {repeat + 1} of {args.repeats} ...", flush=True)

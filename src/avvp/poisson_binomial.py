@@ -58,22 +58,33 @@ class PmfMethod(Choice, label="pmf method"):
     DFT = "dft"
 
 
-def _check_probs(probs: Tensor) -> None:
+def _check_form(probs: Tensor) -> None:
+    """A TypeError or ValueError unless ``probs`` is a floating-point tensor (..., N)."""
     if not isinstance(probs, Tensor):
         raise TypeError(f"probs must be a torch.Tensor, got {type(probs).__name__}")
     if not probs.is_floating_point():
         raise TypeError(f"probs must be a floating-point tensor, got {probs.dtype}")
     if probs.ndim == 0:
         raise ValueError("probs must have at least one dimension (..., N)")
+
+
+def _check_range(low: float, high: float, has_nan: bool) -> None:
+    """A ValueError unless the values, of least ``low`` and largest ``high``, lie in [0, 1]."""
+    if has_nan:
+        raise ValueError("probs contains NaN")
+    if not (low >= 0 and high <= 1):
+        raise ValueError(f"probs must lie in [0, 1]; got values in [{low}, {high}]")
+
+
+def _check_probs(probs: Tensor) -> None:
+    _check_form(probs)
     if probs.numel() == 0:
         return
     # One reduction and one device sync: min and max propagate NaN, and comparisons with NaN
     # are False, so NaN fails the range test too.
     low, high = torch.stack(torch.aminmax(probs)).tolist()
     if not (low >= 0 and high <= 1):
-        if bool(torch.isnan(probs).any()):
-            raise ValueError("probs contains NaN")
-        raise ValueError(f"probs must lie in [0, 1]; got values in [{low}, {high}]")
+        _check_range(low, high, bool(torch.isnan(probs).any()))
 
 
 def _pmf_recursion(probs: Tensor) -> Tensor:
@@ -109,8 +120,9 @@ def _pmf_dft(probs: Tensor) -> Tensor:
 
 
 def _compiled(p: Tensor) -> bool:
-    """Whether the fast path's loops run compiled (CPU_KERNELS) for this tensor."""
-    return CPU_KERNELS and p.device.type == "cpu"
+    """Whether the fast path's loops run compiled (CPU_KERNELS) for this tensor: CPU, and a
+    dtype numpy has."""
+    return CPU_KERNELS and p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64)
 
 
 def _recursion_steps(probs: Tensor) -> tuple[Tensor, Tensor]:
@@ -197,6 +209,19 @@ class _RecursionTail(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: FunctionCtx, probs: Tensor, tau: Tensor) -> Tensor:
+        ctx.input_dtype = probs.dtype
+        ctx.compiled = _compiled(probs)
+        if ctx.compiled:
+            # One compiled call gives the tail and its Jacobian (each row's tail depends on that
+            # row alone), so the backward is a multiplication.
+            from avvp import poisson_binomial_kernels
+
+            tails, jacobian, low, high, has_nan = poisson_binomial_kernels.tail_and_jacobian(
+                probs.detach().contiguous().numpy(), tau.to(torch.int64).contiguous().numpy()
+            )
+            _check_range(low, high, has_nan)  # the range check the other paths make first
+            ctx.save_for_backward(torch.from_numpy(jacobian))
+            return torch.from_numpy(tails)
         p, pmfs = _recursion_steps(probs)
         pmf = pmfs[-1, 1:]  # (N + 1, R)
         counts = torch.arange(pmf.shape[0], device=pmf.device)
@@ -206,12 +231,14 @@ class _RecursionTail(torch.autograd.Function):
         tail = torch.where(reached, pmf, 0).sum(0)
         tail = torch.where(tau <= 0, 1, tail)  # exactly 1, not a sum that rounds to 1 - 1e-16
         ctx.save_for_backward(p, pmfs, reached)
-        ctx.input_dtype = probs.dtype
         return tail.to(probs.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+        if ctx.compiled:
+            (jacobian,) = ctx.saved_tensors  # (R, N) float64: the product is float64
+            return torch.mul(jacobian, grad[:, None]).to(ctx.input_dtype), None
         p, pmfs, reached = ctx.saved_tensors
         outer = reached * grad.to(torch.float64)[None, :]
         return _recursion_gradient(p, pmfs, outer).t().to(ctx.input_dtype), None
@@ -262,15 +289,19 @@ def poisson_binomial_tail(
     Returns ``probs.shape[:-1]`` in the dtype of ``probs``; tau <= 0 gives exactly 1 and
     tau > N exactly 0. Differentiable in ``probs``.
     """
-    method = _validated(probs, method)
+    method = PmfMethod.parse(method)
+    _check_form(probs)
     tau = torch.as_tensor(tau, device=probs.device)
     if tau.is_floating_point() or tau.is_complex():
         raise TypeError(f"tau must be an integer tensor, got {tau.dtype}")
     tau = torch.broadcast_to(tau, probs.shape[:-1])
-    if _fast_path(probs, method):
+    if _fast_path(probs, method):  # checks the range itself (compiled: inside the kernel)
         n = probs.shape[-1]
+        if not _compiled(probs):
+            _check_probs(probs)
         flat = _RecursionTail.apply(probs.reshape(-1, n), tau.reshape(-1))
         return flat.reshape(probs.shape[:-1])
+    _check_probs(probs)
     pmf = _pmf64(probs, method)
     # Summing the masses k >= tau themselves keeps small tails (negatives at tau = 1) accurate
     # instead of computing them as 1 - (something close to 1); tau > N masks every mass.

@@ -46,3 +46,52 @@ def recursion_gradient(p: np.ndarray, pmfs: np.ndarray, outer: np.ndarray) -> np
                 gradient[step - 1, row] += pmfs[step - 1, k + 1, row] * difference
                 adjoint[k, row] += difference * p[step - 1, row]
     return gradient
+
+
+@njit(cache=True)
+def tail_and_jacobian(
+    probs: np.ndarray, tau: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, float, bool]:
+    """P(z >= tau) (R,) in the dtype of ``probs`` (R, N, float32 or float64) and its derivative
+    in every probability (R, N), both computed in float64. Each row's tail depends on that row
+    only, so the backward pass is the incoming gradient times this Jacobian row; computing it
+    here, in the call that has every intermediate pmf at hand, leaves the backward one
+    multiplication. The tail sums the masses k >= tau in ascending k (exactly 1 where tau <= 0,
+    exactly 0 past N), as :class:`avvp.poisson_binomial._RecursionTail` does. Also returns the
+    least and largest probability and whether one is NaN: the range check of the other paths."""
+    rows, n = probs.shape
+    tails = np.empty(rows, probs.dtype)
+    jacobian = np.zeros((rows, n))
+    # One row at a time in scratch that stays in the L1 cache: pmfs[n, 1 + k] = P^n(k), column
+    # 0 the P(-1) = 0 border, as recursion_steps; the adjoint as recursion_gradient.
+    pmfs = np.empty((n + 1, n + 2))
+    adjoint = np.empty(n + 1)
+    low, high, has_nan = np.inf, -np.inf, False
+    for row in range(rows):
+        pmfs[0, :] = 0.0
+        pmfs[0, 1] = 1.0
+        for step in range(n):
+            success = np.float64(probs[row, step])
+            low, high = min(low, success), max(high, success)
+            has_nan |= np.isnan(success)
+            pmfs[step + 1, 0] = 0.0
+            for k in range(1, n + 2):
+                pmfs[step + 1, k] = pmfs[step, k] * (1.0 - success) + pmfs[step, k - 1] * success
+        if tau[row] <= 0:
+            tails[row] = 1.0  # and a zero Jacobian row
+            continue
+        total = 0.0
+        adjoint[:] = 0.0
+        for k in range(tau[row], n + 1):
+            total += pmfs[n, k + 1]
+            adjoint[k] = 1.0
+        tails[row] = total
+        for step in range(n, 0, -1):
+            success = np.float64(probs[row, step - 1])
+            derivative = 0.0
+            for k in range(n):
+                difference = adjoint[k + 1] - adjoint[k]
+                derivative += pmfs[step - 1, k + 1] * difference
+                adjoint[k] += difference * success
+            jacobian[row, step - 1] = derivative
+    return tails, jacobian, low, high, has_nan

@@ -146,13 +146,17 @@ class HybridAttentionLayer(nn.Module):
         return self._attend_and_feed(query, other, masks=None)
 
     def forward_pair(self, audio: Tensor, visual: Tensor) -> tuple[Tensor, Tensor]:
-        """``(self(audio, visual), self(visual, audio))`` in one pass over both streams stacked on
-        the batch: half the operator calls, twice the matmul rows, and the gradients of the
-        weights both calls share summed inside the matmuls. In training, the dropout masks are
-        drawn first, in the order and from the random numbers the two calls would use, so the
-        result equals the two calls to float rounding (tests/test_speed_paths.py)."""
+        """``(self(audio, visual), self(visual, audio))``; in training, one pass over both streams
+        stacked on the batch: half the operator calls, twice the matmul rows, and the gradients
+        of the weights both calls share summed inside the matmuls. The dropout masks are drawn
+        first, in the order and from the random numbers the two calls would use, so the result
+        equals the two calls to float rounding (tests/test_speed_paths.py)."""
+        if not self.training:
+            # Evaluation batches are whole splits: stacking would double the peak activation
+            # memory for a per-step saving that matters only at training's small batches.
+            return self(audio, visual), self(visual, audio)
         videos = audio.shape[0]
-        masks = self._pair_dropout_masks(audio, visual) if self.training else None
+        masks = self._pair_dropout_masks(audio, visual)
         both = self._attend_and_feed(
             torch.cat((audio, visual)), torch.cat((visual, audio)), masks=masks
         )
