@@ -48,6 +48,8 @@ SPEED_RESULTS = (
     "han_speed",
     "step_bound",
     "peer_speed",
+    "denormal_speed",
+    "denormal_speed_calibrated",
     "cache_speed",
     "poibin_speed",
     "ppl_cost",

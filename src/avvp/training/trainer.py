@@ -222,11 +222,11 @@ def flushing_denormals(enabled: bool) -> Iterator[None]:
     """Subnormal floats flushed to zero (torch.set_flush_denormal: x86 FTZ/DAZ, ARM FZ) in this
     thread while the block runs, the earlier mode restored after; nothing when not ``enabled``.
 
-    Why: a confident pooling drives probabilities and their gradients below 1.2e-38, and every
-    matmul of the backward pass that reads such a value runs many times slower
-    (benchmarks/denormal_speed.py). Flushing changes only values below that size. The mode is per
-    thread: torch's intra-op threads started before the block keep theirs (one training thread
-    is the default, README "Threads")."""
+    Why: a confident pooling can drive probabilities and their gradients below 1.2e-38, and
+    every matmul of the backward pass that reads such a value runs many times slower (an epoch
+    1.29x as long, benchmarks/results/denormal_speed.md). Flushing changes only values below
+    that size. The mode is per thread: torch's intra-op threads started before the block keep
+    theirs (one training thread is the default, README "Threads")."""
     if not enabled:
         yield
         return
