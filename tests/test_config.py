@@ -111,6 +111,41 @@ def test_a_saved_config_gains_the_options_added_since_at_their_defaults():
     assert "selection" not in saved["method"]  # the saved config itself is left alone
 
 
+@pytest.mark.parametrize(
+    ("method", "missing", "expected"),
+    [
+        (
+            "ppl",
+            ["mil_loss", "momentum_reading", "inference_label_type"],
+            {"mil_loss": "han", "momentum_reading": "conventional", "inference_label_type": "hard"},
+        ),
+        (
+            "poibin",
+            ["warmup_estep", "refine_fresh_optimizer"],
+            {"warmup_estep": True, "refine_fresh_optimizer": False},
+        ),
+    ],
+)
+def test_a_saved_config_without_an_option_that_changed_behaviour_gets_the_behaviour_before(
+    method, missing, expected
+):
+    """A run from before issue 13's recipes trained with HAN's loss and MoCo's EMA (PPL), the
+    E-step in the warm-up and no optimiser restart (PoiBin): it is completed with those, not
+    with today's defaults, so resuming or comparing it sees what it did."""
+    current = resolve_config(
+        method, overrides=["method.label_type=hard"] if method == "ppl" else []
+    )
+    saved = copy.deepcopy(current)
+    for name in missing:
+        del saved["method"][name]
+    del saved["train"]["flush_denormal"]  # changes nothing measurable: today's default
+    completed = with_new_defaults(saved)
+    assert {name: completed["method"][name] for name in missing} == expected
+    assert completed["train"]["flush_denormal"] is True
+    assert {name: current["method"][name] for name in missing} != expected  # today's differ
+    assert with_new_defaults(current) == current  # a config that has the keys keeps them
+
+
 def leaf_keys(config, prefix=""):
     for key, value in config.items():
         if isinstance(value, dict):
