@@ -204,3 +204,28 @@ def test_diagnostics_are_readable_and_skip_panels_without_values(seeds_run, tmp_
     assert len(markers) == 2
     markdown = (out / "report.md").read_text()
     assert "not drawn: classes without negative features, tau = true count" in markdown
+
+
+def test_a_converted_run_is_scored_on_its_test_split_and_has_no_curves(dataset, tmp_path, capsys):
+    """`avvp import-han` writes weights only: the report scores them itself (the numbers `avvp
+    evaluate` prints), says there is no training history and draws no curves."""
+    import torch
+    from test_official import MMILNet
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "MMIL_Net.pt"
+    torch.save(MMILNet().state_dict(), checkpoint)
+    run = tmp_path / "han-official"
+    assert main(["import-han", str(checkpoint), "--out", str(run), "--data", str(dataset)]) == 0
+    metrics = tmp_path / "metrics.json"
+    assert main(["evaluate", "--run", str(run), "--split", "test", "--json", str(metrics)]) == 0
+    expected = json.loads(metrics.read_text())
+    out = tmp_path / "report"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    for level in ("segment", "event"):
+        for name in ("audio", "visual", "audio_visual", "type", "event"):
+            assert f"| {expected[level][name]:.2f} |" in markdown
+    assert "none (converted weights)" in markdown
+    assert len(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)) == 1  # per-class F1 only
+    assert not (run / "test_metrics.json").exists()  # the run folder is only read

@@ -24,6 +24,7 @@ from avvp.config import Config
 from avvp.evaluation.metrics import evaluate_detailed
 from avvp.evaluation.summary import HEADERS, LEVELS, METRICS, summarize
 from avvp.plots import class_f1_figure, curves_figure, has_values, png_bytes, run_name
+from avvp.training.evaluate_run import score_run
 from avvp.training.runs import best_epoch, parse_run, read_history, seed_runs
 
 STREAMS = ("audio", "visual")
@@ -127,17 +128,33 @@ class Experiment:
         return [best_epoch(history, select) for history in self.histories]
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def converted(run_dir: Path) -> bool:
+    """Whether ``run_dir`` was converted from another code's checkpoint (``avvp import-han``):
+    weights without a training history or test scores of their own."""
+    meta = run_dir / "meta.json"
+    return meta.is_file() and "converted_from" in json.loads(meta.read_text(encoding="utf-8"))
+
+
+def load_experiment(
+    path: str | Path, overrides: Sequence[str] = (), device: str = "cpu"
+) -> Experiment:
+    """The runs of ``path`` with their test scores and training histories. A converted run is
+    scored on its test split here (``overrides``, e.g. data.root=..., as for ``avvp evaluate``)
+    and has an empty history."""
     path = Path(path)
     runs = seed_runs(path)
-    test_metrics = []
+    test_metrics, histories = [], []
     for run_dir in runs:
         file = run_dir / "test_metrics.json"
+        if converted(run_dir) and not file.is_file():
+            test_metrics.append(score_run(run_dir, "test", overrides, device)[1])
+            histories.append({})
+            continue
         if not file.is_file():
             raise FileNotFoundError(f"{file} not found: has training of {run_dir} finished?")
         test_metrics.append(json.loads(file.read_text(encoding="utf-8")))
+        histories.append(read_history(run_dir))
     config = yaml.safe_load((runs[0] / "config.yaml").read_text(encoding="utf-8"))
-    histories = [read_history(run_dir) for run_dir in runs]
     return Experiment(path, runs, config, test_metrics, histories)
 
 
@@ -266,7 +283,7 @@ def write_report(
     if not paths:
         raise ValueError("no runs to report")
     out = Path(out)
-    experiments = [load_experiment(path) for path in paths]
+    experiments = [load_experiment(path, overrides, device) for path in paths]
     sections = []
     for index, experiment in enumerate(experiments, start=1):
         stem = f"{index}-{_slug(experiment.path)}"
@@ -296,7 +313,13 @@ def _details(experiment: Experiment) -> list[tuple[str, str]]:
     return [
         ("method", experiment.method),
         ("runs", seeds if len(experiment.runs) > 1 else "single run"),
-        ("epochs", ", ".join(str(len(h["epoch"])) for h in experiment.histories)),
+        (
+            "epochs",
+            ", ".join(
+                str(len(h["epoch"])) if h else "none (converted weights)"
+                for h in experiment.histories
+            ),
+        ),
         (
             f"best epoch (val {config['train']['select_metric']})",
             ", ".join("?" if b is None else str(b) for b in best),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
@@ -122,18 +123,31 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
     return [*given, *(getattr(args, "set", None) or []), *getattr(args, "overrides", [])]
 
 
-def evaluate_run_command(args: argparse.Namespace) -> int:
-    """``avvp evaluate --run RUN --split test``: model -> predictions -> metrics."""
-    from avvp.evaluation.metrics import format_table
+def score_run(
+    run_dir: str | Path,
+    split: str,
+    overrides: Sequence[str] = (),
+    device: str = "cpu",
+    inference: str | None = None,
+) -> tuple[Config, dict[str, dict[str, float]]]:
+    """A run's best.pt on ``split``: model -> predictions -> metrics; (its config, metrics)."""
     from avvp.training.data import load_splits
     from avvp.training.inference import score_split
 
-    device = getattr(args, "device", None) or "cpu"
-    config, model, method = load_run_for_inference(
-        args.run, device, run_overrides(args), getattr(args, "inference", None)
-    )
-    data = load_splits(config, (args.split,), progress=False)[args.split]
+    config, model, method = load_run_for_inference(run_dir, device, list(overrides), inference)
+    data = load_splits(config, (split,), progress=False)[split]
     metrics = score_split(model, method, data, config, resolve_device(device), warn_empty=True)
+    return config, metrics
+
+
+def evaluate_run_command(args: argparse.Namespace) -> int:
+    """``avvp evaluate --run RUN --split test``: model -> predictions -> metrics."""
+    from avvp.evaluation.metrics import format_table
+
+    device = getattr(args, "device", None) or "cpu"
+    config, metrics = score_run(
+        args.run, args.split, run_overrides(args), device, getattr(args, "inference", None)
+    )
     method_name, audio_gt = config["method"]["name"], config["data"]["audio_gt"]
     print(f"{args.run} on {args.split} ({method_name}, audio GT {audio_gt})")
     print(format_table(metrics))
