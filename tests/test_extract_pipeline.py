@@ -22,7 +22,7 @@ from avvp.cli import build_parser, main
 from avvp.data.dataset import VIDEO_LIST, load_videos
 from avvp.extraction import extract, extract_video
 from avvp.extraction.base import Extractor, weight_path
-from avvp.extraction.pipeline import METADATA, RANDOM, collect_videos
+from avvp.extraction.pipeline import METADATA, RANDOM, RANDOM_WARNING, collect_videos
 from avvp.registry import register
 
 pytest.importorskip("av", reason="reading video files needs PyAV (the clip extra)")
@@ -349,3 +349,26 @@ def test_the_sample_video(tmp_path):
         20,
         3,
     )
+
+
+@pytest.mark.parametrize("random_weights", [True, False])
+def test_training_on_random_weight_features_warns(dataset, tmp_path, random_weights):
+    """`avvp train` reads the data folder's extraction.json, as predict and parse do: features
+    of untrained networks are said to be so before any training."""
+    import shutil
+    import warnings
+
+    from conftest import TINY_TRAINING
+
+    from avvp.extraction.pipeline import FORMAT
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    (data / METADATA).write_text(json.dumps({"format": FORMAT, "random_weights": random_weights}))
+    flags = ["--data", str(data), "--out", str(tmp_path / "run"), *TINY_TRAINING]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", "--method", "han", *flags]) == 0
+    said = [str(w.message) for w in caught if "--random-weights" in str(w.message)]
+    expected = f"{data}: features {RANDOM_WARNING}"
+    assert said == ([expected] if random_weights else [])

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         _check_split_file(Path(args.data), split)
 
     from avvp.data.dataset import VIDEO_LIST
+    from avvp.extraction.pipeline import warn_if_random_features
     from avvp.training.batches import feature_names
     from avvp.training.data import load_splits, load_unlabelled
     from avvp.training.evaluate_run import load_run, run_overrides
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     config, model, method = load_run(args.run, args.device, run_overrides(args))
     names = feature_names(config)
     if folder is not None:
-        _warn_if_random(folder)
+        warn_if_random_features(folder)
         videos = load_unlabelled(config, folder)
         filenames, features = videos.filenames, videos.features
         what = f"{folder / VIDEO_LIST} (no labels)"
@@ -127,16 +128,6 @@ def run(args: argparse.Namespace) -> int:
     count = f"{len(parses)} video" + ("" if len(parses) == 1 else "s")
     print(f"wrote {count} of {what} to {args.out}")
     return 0
-
-
-def _warn_if_random(folder: Path) -> None:
-    """Features that `avvp extract --random-weights` made are said to be so, every time."""
-    import warnings
-
-    from avvp.extraction.pipeline import RANDOM_WARNING, read_metadata
-
-    if (read_metadata(folder) or {}).get("random_weights"):
-        warnings.warn(f"{folder}: features {RANDOM_WARNING}", stacklevel=2)
 
 
 def _check_split_file(folder: Path, split: str) -> None:

@@ -120,7 +120,7 @@ def init_sources(run: Path, seeds: list[int] | None) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avvp.config import resolve_config, resolve_paths, validate_config
+    from avvp.config import SYNTHETIC, resolve_config, resolve_paths, validate_config
     from avvp.evaluation.metrics import format_table
     from avvp.evaluation.summary import format_summary_table, summarize
     from avvp.registry import get
@@ -164,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         configs = [resolve_paths(config) for config in configs]
     for config in configs:
         validate_config(config)
+    if base["data"]["root"] != SYNTHETIC:
+        from avvp.extraction.pipeline import warn_if_random_features
+
+        warn_if_random_features(Path(base["data"]["root"]))
     resolve_device(base["train"]["device"])  # no GPU is an error now, not after the data load
     for config, run_dir in zip(configs, run_dirs, strict=True):
         source = config["train"]["init_from"]

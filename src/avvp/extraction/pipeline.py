@@ -310,6 +310,15 @@ def read_metadata(out: Path) -> dict[str, Any] | None:
     return metadata
 
 
+def warn_if_random_features(folder: Path) -> None:
+    """A warning, every time, where ``folder``'s features were made by ``avvp extract
+    --random-weights`` (its extraction.json says so); nothing for other folders."""
+    import warnings
+
+    if (read_metadata(folder) or {}).get("random_weights"):
+        warnings.warn(f"{folder}: features {RANDOM_WARNING}", stacklevel=3)
+
+
 def check_out(out: Path) -> dict[str, Any] | None:
     """Refuse an ``out`` that is a file, or a non-empty folder that extract did not write;
     returns the metadata of an earlier extraction there (None for a new or empty folder)."""
