@@ -163,7 +163,7 @@ def test_model_names_a_per_frame_feature_set_instead_of_a_torch_size_error():
         model({name: features[name] for name in ("vggish", "res152")})
 
 
-def test_events_split_each_class_into_audio_visual_and_both():
+def test_events_are_the_audio_visual_and_audio_visual_runs_the_evaluation_counts():
     audio = np.zeros((6, 25), bool)
     visual = np.zeros((6, 25), bool)
     audio[0:4, 0] = True  # Speech audible 0-4 s
@@ -172,10 +172,10 @@ def test_events_split_each_class_into_audio_visual_and_both():
     zeros = np.zeros((6, 25), np.float32)
     parse = Parse(zeros, zeros, zeros[0], zeros[0], zeros[0], audio, visual, 0.5, "global")
     assert parse.events() == [
-        Event("Speech", "audio", 0, 2),
+        Event("Speech", "audio", 0, 4),
         Event("Dog", "visual", 1, 3),
+        Event("Speech", "visual", 2, 6),
         Event("Speech", "audio-visual", 2, 4),
-        Event("Speech", "visual", 4, 6),
     ]
 
 

@@ -2,7 +2,7 @@
 
     run = avvp.load_run("runs/han")            # a run folder, RUN/seed-S, or RUN with seed=S
     parse = run.predict({"vggish": a, "res152": v, "r2plus1d_18": s})   # arrays as on disk
-    parse.events()                             # [Event("Speech", "audio-visual", 0, 4), ...]
+    parse.events()                             # [Event("Speech", "audio", 0, 4), ...]
     avvp.evaluate("pred_audio.tsv", "pred_visual.tsv", "LLP", split="test")
 
 ``import avvp`` serves these names lazily; this module imports torch only when a run is loaded,
@@ -34,8 +34,9 @@ Stream = Literal["audio", "visual", "audio-visual"]
 class Event(NamedTuple):
     """One event of a parse: a class over whole seconds [onset, offset) in one stream.
 
-    ``stream`` is "audio" (audible only), "visual" (visible only) or "audio-visual" (audible and
-    visible in every segment of the event), so each (class, segment) is in at most one event.
+    ``stream`` is "audio" (audible in every segment of the event), "visual" (visible) or
+    "audio-visual" (audible and visible), as the evaluation counts events: a segment where a
+    class is heard and seen lies in one event of each stream.
     """
 
     label: str
@@ -82,27 +83,18 @@ class Parse:
         return len(self.pred_audio)
 
     def events(self) -> list[Event]:
-        """The parse as events, by onset, then class order (:data:`avvp.classes.CLASSES`).
-
-        A maximal run of segments where a class is audible and visible is one "audio-visual"
-        event; where it is only audible, "audio"; only visible, "visual".
+        """The parse as events, by onset, then stream, then class order
+        (:data:`avvp.classes.CLASSES`), as the evaluation and ``avvp parse`` count them: a
+        maximal run of segments where a class is audible is an "audio" event, visible a "visual"
+        one, and audible and visible an "audio-visual" one, so a class heard and seen over the
+        same seconds gives all three (:func:`avvp.evaluation.metrics.stream_events`).
         """
-        from avvp.evaluation.metrics import runs
+        from avvp.evaluation.metrics import stream_events
 
-        both = self.pred_audio & self.pred_visual
-        streams: list[tuple[Stream, np.ndarray]] = [
-            ("audio", self.pred_audio & ~both),
-            ("visual", self.pred_visual & ~both),
-            ("audio-visual", both),
+        return [
+            Event(CLASSES[c], stream, onset, offset)
+            for stream, c, onset, offset in stream_events(self.pred_audio, self.pred_visual)
         ]
-        found = []
-        for order, (stream, parse) in enumerate(streams):
-            _, klass, onset, offset = runs(parse[None])
-            found += [
-                (int(s), int(c), order, Event(CLASSES[c], stream, int(s), int(e)))
-                for c, s, e in zip(klass.tolist(), onset.tolist(), offset.tolist(), strict=True)
-            ]
-        return [event for *_, event in sorted(found)]
 
 
 class Run:

@@ -255,6 +255,26 @@ def runs(parse: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return video, klass, onset, flips[1::2] % (segments + 1)
 
 
+EVENT_STREAMS = ("audio", "visual", "audio-visual")
+
+
+def stream_events(
+    pred_audio: np.ndarray, pred_visual: np.ndarray
+) -> list[tuple[str, int, int, int]]:
+    """One video's events as the evaluation counts them, from its (T, C) bool parse: a maximal
+    run of one class's positive segments in the audio stream, in the visual stream, or in both
+    ("audio-visual"; those segments also belong to an audio and to a visual event, as the audio
+    and visual scores and the prediction files count them). (stream, class index, onset, offset
+    exclusive), by onset, then stream (:data:`EVENT_STREAMS` order), then class."""
+    found = []
+    for order, parse in enumerate((pred_audio, pred_visual, pred_audio & pred_visual)):
+        _, klass, onset, offset = runs(parse[None])
+        found += zip(
+            onset.tolist(), [order] * len(klass), klass.tolist(), offset.tolist(), strict=True
+        )
+    return [(EVENT_STREAMS[order], c, start, end) for start, order, c, end in sorted(found)]
+
+
 def _segment_counts(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """(3 TP/FP/FN, streams, V, C) segment counts from (streams, V, T, C) bool arrays."""
     return np.stack(

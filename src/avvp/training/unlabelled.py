@@ -23,11 +23,9 @@ from torch import nn
 
 from avvp.classes import CLASSES, NUM_CLASSES
 from avvp.data.dataset import SplitData
-from avvp.evaluation.metrics import runs
+from avvp.evaluation.metrics import stream_events
 from avvp.methods.base import Method
 from avvp.training.inference import INFERENCE_BATCH_SIZE, predict_split
-
-STREAM_NAMES = ("audio", "visual", "audio-visual")
 
 
 @dataclass(frozen=True)
@@ -48,34 +46,30 @@ class VideoParse:
         return len(self.segment_prob)
 
     def events(self) -> list[dict]:
-        """Every event of the parse, by onset: a maximal run of one class's positive segments
-        in one stream (``audio``, ``visual``, or ``audio-visual`` where both are positive).
+        """Every event of the parse, by onset, then stream, then class: a maximal run of one
+        class's positive segments in one stream (``audio``, ``visual``, or ``audio-visual``
+        where both are positive; :func:`avvp.evaluation.metrics.stream_events`).
 
         ``probability`` is the mean over the event of the stream's segment probability (for an
         audio-visual event, of the smaller of the two); onset and offset are in seconds, the
         offset exclusive, as in the evaluation files.
         """
         audio, visual = self.segment_prob[:, 0], self.segment_prob[:, 1]
-        tracks = (
-            (self.pred_audio, audio),
-            (self.pred_visual, visual),
-            (self.pred_audio & self.pred_visual, np.minimum(audio, visual)),
-        )
-        found = []
-        for stream, (pred, prob) in zip(STREAM_NAMES, tracks, strict=True):
-            _, klass, onset, offset = runs(pred[None])
-            for c, start, end in zip(klass.tolist(), onset.tolist(), offset.tolist(), strict=True):
-                found.append(
-                    {
-                        "class": CLASSES[c],
-                        "stream": stream,
-                        "onset": start,
-                        "offset": end,
-                        "probability": round(float(prob[start:end, c].mean()), 4),
-                    }
-                )
-        order = {name: index for index, name in enumerate(STREAM_NAMES)}
-        return sorted(found, key=lambda e: (e["onset"], order[e["stream"]], e["class"]))
+        probabilities = {
+            "audio": audio,
+            "visual": visual,
+            "audio-visual": np.minimum(audio, visual),
+        }
+        return [
+            {
+                "class": CLASSES[c],
+                "stream": stream,
+                "onset": start,
+                "offset": end,
+                "probability": round(float(probabilities[stream][start:end, c].mean()), 4),
+            }
+            for stream, c, start, end in stream_events(self.pred_audio, self.pred_visual)
+        ]
 
 
 def windows(segments: int, window: int | None) -> list[tuple[int, int]]:
