@@ -186,8 +186,13 @@ def test_resume_refuses_data_that_changed_unless_told(dataset, tmp_path, monkeyp
     assert train(data, run, "optim.epochs=3") == 2
     error = capsys.readouterr().err
     assert str(run / "last.pt") in error and "--resume-on-changed-data" in error
+    first = read_json(run / "meta.json")
     assert train(data, run, "optim.epochs=3", options=["--resume-on-changed-data"]) == 0
-    assert read_json(run / "meta.json")["resumed_from_epoch"] == 1
+    meta = read_json(run / "meta.json")
+    assert meta["resumed_from_epoch"] == 1
+    # The killed session's record, with the run's original start, is kept.
+    assert meta["earlier_sessions"] == [first]
+    assert first["resumed_from_epoch"] is None
 
 
 def test_a_checkpoint_from_before_fingerprints_resumes_as_before(dataset, tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import random
 import time
@@ -679,7 +680,12 @@ class Trainer:
             self.run_dir / "config.yaml", yaml.safe_dump(self.config, sort_keys=False)
         )
         meta_path = self.run_dir / "meta.json"
-        write_json(meta_path, run_metadata(resumed_from_epoch=self.epoch if resumed else None))
+        meta = run_metadata(resumed_from_epoch=self.epoch if resumed else None)
+        if resumed and meta_path.is_file():
+            # The sessions before this one, the first with the run's original start and code.
+            earlier = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta["earlier_sessions"] = [*earlier.pop("earlier_sessions", []), earlier]
+        write_json(meta_path, meta)
 
     def _tensorboard(self):
         if not distributed.is_main_process():
