@@ -233,15 +233,21 @@ def test_training_imports_no_scikit_learn():
     assert result.stdout.strip() == "False"
 
 
-def test_training_runs_on_one_thread_unless_omp_num_threads_is_set(dataset, tmp_path, monkeypatch):
-    threads_seen = []
+def record_at_each_loss(monkeypatch, probe) -> list:
+    """Patch the training loss to note ``probe()`` at every call; returns the notes."""
+    seen = []
     original = avvp.methods.base.attentive_mil_loss
 
     def recording_loss(*args, **kwargs):
-        threads_seen.append(torch.get_num_threads())
+        seen.append(probe())
         return original(*args, **kwargs)
 
     monkeypatch.setattr(avvp.methods.base, "attentive_mil_loss", recording_loss)
+    return seen
+
+
+def test_training_runs_on_one_thread_unless_omp_num_threads_is_set(dataset, tmp_path, monkeypatch):
+    threads_seen = record_at_each_loss(monkeypatch, torch.get_num_threads)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -289,14 +295,7 @@ def test_a_mode_set_before_the_block_is_kept_after_it():
 @FLUSHABLE
 @pytest.mark.parametrize("flush", [True, False])
 def test_training_steps_flush_denormals_as_configured(dataset, tmp_path, monkeypatch, flush):
-    modes_seen = []
-    original = avvp.methods.base.attentive_mil_loss
-
-    def recording_loss(*args, **kwargs):
-        modes_seen.append(trainer.denormals_flushed())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(avvp.methods.base, "attentive_mil_loss", recording_loss)
+    modes_seen = record_at_each_loss(monkeypatch, trainer.denormals_flushed)
     flags = ["--data", str(dataset), "--out", str(tmp_path / "run"), *TINY_TRAINING]
     assert main(["train", "--method", "han", *flags, f"train.flush_denormal={flush}"]) == 0
     assert modes_seen and set(modes_seen) == {flush}
