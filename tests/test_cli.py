@@ -230,3 +230,20 @@ def test_outputs_never_replace_a_users_file(tmp_path, capsys, argv, flag, messag
     assert main([arg.format(mine=mine) for arg in argv]) == 2
     assert capsys.readouterr().err.startswith(f"avvp {argv[0]}: error: {flag} {mine} ")
     assert mine.read_text() == "my notes"
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_first_cache_build_shows_progress_on_a_terminal_only(
+    seeds_run, dataset, tmp_path, monkeypatch, capsys, terminal
+):
+    """`avvp evaluate` (like predict, plot, parse and report) builds a missing cache with a
+    progress bar where stderr is a terminal, and silently into logs and pipes."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data, ignore=shutil.ignore_patterns(".avvp_cache"))
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    run = str(seeds_run / "seed-1")
+    assert main(["evaluate", "--run", run, "--split", "test", "--data", str(data)]) == 0
+    assert ("cache test" in capsys.readouterr().err) == terminal

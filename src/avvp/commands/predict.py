@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from avvp.data.dataset import VIDEO_LIST
     from avvp.extraction.pipeline import warn_if_random_features
     from avvp.training.batches import feature_names
-    from avvp.training.data import load_splits, load_unlabelled
+    from avvp.training.data import interactive, load_splits, load_unlabelled
     from avvp.training.evaluate_run import load_run, run_overrides
     from avvp.training.trainer import resolve_device
     from avvp.training.unlabelled import parse_videos, windows
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         filenames, features = videos.filenames, videos.features
         what = f"{folder / VIDEO_LIST} (no labels)"
     else:
-        data = load_splits(config, (split,), progress=False, dense=False)[split]
+        data = load_splits(config, (split,), progress=interactive(), dense=False)[split]
         filenames = data.filenames
         features = [{name: data.features[name][row] for name in names} for row in range(len(data))]
         what = split

@@ -120,7 +120,7 @@ from avvp.models.base import ParseOutput
 from avvp.registry import register
 from avvp.training import distributed
 from avvp.training.batches import feature_names
-from avvp.training.data import load_splits
+from avvp.training.data import interactive, load_splits
 from avvp.training.evaluate_run import load_run
 from avvp.training.inference import INFERENCE_BATCH_SIZE, iterate_outputs, score_split
 from avvp.training.trainer import resolve_device, timed
@@ -698,7 +698,7 @@ def ppl_test_method(
     config["method"]["inference_label_type"] = LabelType.HARD.value
     config = merge(config, parse_overrides(overrides), "")
     validate_config(config, training=False)
-    train = load_splits(config, ("train",), progress=False)["train"]
+    train = load_splits(config, ("train",), progress=interactive())["train"]
     method = PPL(config, train)
     method.momentum_model = model
     method.build_prototypes(method.momentum_outputs(feature_names(config), resolve_device(device)))
@@ -710,5 +710,5 @@ def ppl_test(
 ) -> dict[str, dict[str, float]]:
     """The evaluation metrics of PPL_Test on ``split``, e.g. ``ppl_test("runs/han")``."""
     config, model, method = ppl_test_method(run_dir, device, overrides)
-    data = load_splits(config, (split,), progress=False)[split]
+    data = load_splits(config, (split,), progress=interactive())[split]
     return score_split(model, method, data, config, resolve_device(device))

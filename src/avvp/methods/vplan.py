@@ -90,7 +90,7 @@ from avvp.pseudo_labels import (
 )
 from avvp.registry import register
 from avvp.training.batches import feature_names
-from avvp.training.data import load_hidden_train_labels, load_splits
+from avvp.training.data import interactive, load_hidden_train_labels, load_splits
 from avvp.training.evaluate_run import load_run
 from avvp.training.inference import predict_split
 
@@ -429,7 +429,7 @@ def denoising_statistics(
     """What :func:`denoise_run` changed on ``split``, with F-scores against the hidden train
     labels on synthetic train data (other splits: ``avvp pseudo-labels score``)."""
     config = load_run(run_dir)[0]
-    data = load_splits(config, (split,), progress=False)[split]
+    data = load_splits(config, (split,), progress=interactive())[split]
     source = label_source(config, Path(run_dir), labels)
     before = aligned_stream_labels(source, "visual", data.video_ids, str(source))
     after = aligned_stream_labels(Path(refined), "visual", data.video_ids, "refined labels")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,13 @@ def train_subset(config: Config, train_size: int) -> np.ndarray | None:
         raise ValueError(f"data.train_videos={wanted}: the train split has {train_size} videos")
     rng = np.random.default_rng(config["data"]["train_subset_seed"])
     return np.sort(rng.choice(train_size, size=wanted, replace=False))
+
+
+def interactive() -> bool:
+    """Whether progress bars have a terminal to show on. The commands that load data on the side
+    (evaluate, predict, plot, parse, report, PPL_Test, denoising statistics) pass this as
+    ``progress``: a first cache build, minutes on real LLP, shows there and stays out of logs."""
+    return sys.stderr.isatty()
 
 
 def load_splits(

@@ -131,11 +131,11 @@ def score_run(
     inference: str | None = None,
 ) -> tuple[Config, dict[str, dict[str, float]]]:
     """A run's best.pt on ``split``: model -> predictions -> metrics; (its config, metrics)."""
-    from avvp.training.data import load_splits
+    from avvp.training.data import interactive, load_splits
     from avvp.training.inference import score_split
 
     config, model, method = load_run_for_inference(run_dir, device, list(overrides), inference)
-    data = load_splits(config, (split,), progress=False)[split]
+    data = load_splits(config, (split,), progress=interactive())[split]
     metrics = score_split(model, method, data, config, resolve_device(device), warn_empty=True)
     return config, metrics
 

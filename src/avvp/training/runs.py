@@ -20,7 +20,7 @@ from avvp.config import Config
 from avvp.data.annotations import SPLIT_FILES, DenseLabels
 from avvp.data.dataset import SplitData
 from avvp.training.batches import feature_names
-from avvp.training.data import data_root, load_splits
+from avvp.training.data import data_root, interactive, load_splits
 from avvp.training.evaluate_run import load_run
 from avvp.training.inference import SplitProbabilities, predict_split
 from avvp.training.trainer import BEST_CHECKPOINT, resolve_device
@@ -146,7 +146,7 @@ def parse_run(
         raise ValueError(f"{run_dir} holds one run per seed; pass one of them: {names}")
     run_dir = runs[0]
     config, model, method = load_run(run_dir, device, list(overrides))
-    data = load_splits(config, (split,), progress=False)[split]
+    data = load_splits(config, (split,), progress=interactive())[split]
     if data.dense is None:
         raise ValueError(f"split {split!r} has no dense ground truth; use val or test")
     if video is not None:
