@@ -130,6 +130,24 @@ def test_seeds_summary(dataset, tmp_path):
     assert summary["mean"]["segment"]["type"] == pytest.approx(mean)
 
 
+def test_seeds_trained_by_several_processes_share_one_summary(dataset, tmp_path):
+    """Processes that train other seeds into one --out (here one after the other) leave a
+    summary of every finished seed run of the same config, whoever finishes last; a seed run
+    of another config in that folder is not averaged in."""
+    out = tmp_path / "seeds"
+    flags = ["--data", str(dataset), "--out", str(out), *TINY]
+    assert main(["train", *flags, "--seeds", "1,2"]) == 0
+    assert main(["train", *flags, "--seeds", "3"]) == 0
+    summary = read_json(out / "summary.json")
+    assert summary["seeds"] == [1, 2, 3]
+    runs = [read_json(out / f"seed-{s}" / "test_metrics.json") for s in (1, 2, 3)]
+    assert summary["runs"] == runs
+    mean = sum(run["segment"]["type"] for run in runs) / 3
+    assert summary["mean"]["segment"]["type"] == pytest.approx(mean)
+    assert main(["train", *flags, "--seeds", "4", "optim.lr=1e-3"]) == 0
+    assert read_json(out / "summary.json")["seeds"] == [1, 2, 3]
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_gloo(dataset, tmp_path):
     run = tmp_path / "ddp"

@@ -9,12 +9,45 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
 
 from avvp.config import LARGEST_SEED, method_presets
 from avvp.io_utils import write_json
 
 SUMMARY_FILE = "summary.json"
+SUMMARY_LOCK = "summary.json.lock"
+# How a run was executed, not what it trained: seed runs that differ only here are summarised
+# together (each seed has its own init_from run; processes may run on other devices).
+EXECUTION_KEYS = ("seed", "train.device", "train.num_workers", "train.progress", "train.init_from")
+
+
+def finished_seed_runs(out: Path, config: Mapping[str, Any]) -> tuple[list[int], list[dict]]:
+    """(seeds, test metrics) of every finished ``out/seed-S`` run whose config is ``config`` but
+    for :data:`EXECUTION_KEYS`, by seed: the runs a summary of ``out`` averages."""
+    import json
+
+    import yaml
+
+    from avvp.config import with_new_defaults
+    from avvp.training.runs import SEED_FOLDER
+    from avvp.training.trainer import differing_entries
+
+    ignored = {tuple(key.split(".")) for key in EXECUTION_KEYS}
+    found = []
+    for folder in out.iterdir():
+        match = SEED_FOLDER.fullmatch(folder.name)
+        metrics = folder / "test_metrics.json"
+        if match is None or not metrics.is_file() or not (folder / "config.yaml").is_file():
+            continue
+        saved = with_new_defaults(yaml.safe_load((folder / "config.yaml").read_text()))
+        if all(path in ignored for path, _, _ in differing_entries(saved, config)):
+            found.append((int(match.group(1)), json.loads(metrics.read_text())))
+    found.sort(key=lambda pair: pair[0])
+    return [seed for seed, _ in found], [metrics for _, metrics in found]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -219,14 +252,23 @@ def run(args: argparse.Namespace) -> int:
                     f"({run_dir})\n{numbers} (epoch {trainer.best_epoch} of {epochs}):"
                 )
                 print(format_table(results[-1]))
-        if distributed.is_main_process() and len(configs) > 1:
-            summary = summarize(results)
-            write_json(args.out / SUMMARY_FILE, {"seeds": seeds, "runs": results, **summary})
-            print(
-                f"\n{method} over seeds {', '.join(map(str, seeds))}, test split of "
-                f"{data_label(base)} ({args.out})\n{numbers}, mean ± std over the "
-                f"{len(seeds)} runs:"
-            )
-            print(format_summary_table(summary, len(seeds)))
+        if distributed.is_main_process() and seeds is not None:
+            # Other processes may train other seeds into the same --out: the summary covers
+            # every finished seed run of this config, written under a lock by whoever finishes
+            # last with all of them in view.
+            with FileLock(args.out / SUMMARY_LOCK):
+                found, results = finished_seed_runs(args.out, base)
+                if len(found) > 1:
+                    summary = summarize(results)
+                    write_json(
+                        args.out / SUMMARY_FILE, {"seeds": found, "runs": results, **summary}
+                    )
+            if len(found) > 1:
+                print(
+                    f"\n{method} over seeds {', '.join(map(str, found))}, test split of "
+                    f"{data_label(base)} ({args.out})\n{numbers}, mean ± std over the "
+                    f"{len(found)} runs:"
+                )
+                print(format_summary_table(summary, len(found)))
     distributed.cleanup()
     return 0
