@@ -15,36 +15,57 @@ from numba import njit
 
 
 @njit(cache=True)
-def recursion_steps(p: np.ndarray, pmfs: np.ndarray) -> None:
-    """Fill ``pmfs`` with every intermediate pmf P^0 .. P^N of the Bernoullis ``p``."""
-    n, rows = p.shape
-    pmfs[0, :, :] = 0.0
-    pmfs[0, 1, :] = 1.0
+def _row_pmfs(success: np.ndarray, pmfs: np.ndarray) -> None:
+    """Fill ``pmfs`` (N + 1, N + 2) with every intermediate pmf P^0 .. P^N of the Bernoullis
+    ``success`` (N,), one row of any layout: ``pmfs[n, 1 + k]`` = P^n(k), column 0 the
+    P(-1) = 0 border."""
+    n = success.shape[0]
+    pmfs[0, :] = 0.0
+    pmfs[0, 1] = 1.0
     for step in range(n):
-        pmfs[step + 1, 0, :] = 0.0
+        p = np.float64(success[step])
+        pmfs[step + 1, 0] = 0.0
         for k in range(1, n + 2):
-            for row in range(rows):
-                success = p[step, row]
-                pmfs[step + 1, k, row] = (
-                    pmfs[step, k, row] * (1.0 - success) + pmfs[step, k - 1, row] * success
-                )
+            pmfs[step + 1, k] = pmfs[step, k] * (1.0 - p) + pmfs[step, k - 1] * p
+
+
+@njit(cache=True)
+def _row_gradient(
+    success: np.ndarray, pmfs: np.ndarray, adjoint: np.ndarray, gradient: np.ndarray
+) -> None:
+    """``gradient`` (N,) = d/dp of sum_k outer(k) P^N(k) for one row, ``adjoint`` (N + 1,)
+    holding outer on entry: the recursion's adjoint A^{n-1}(k) = A^n(k) + p_n (A^n(k+1) -
+    A^n(k)) and d/dp_n = sum_k P^{n-1}(k) (A^n(k+1) - A^n(k)), as in
+    :func:`avvp.poisson_binomial._recursion_gradient`. The adjoint is updated in place, k
+    ascending: A^{n-1}(k) needs A^n(k + 1), which is overwritten only after."""
+    n = success.shape[0]
+    for step in range(n, 0, -1):
+        p = np.float64(success[step - 1])
+        derivative = 0.0
+        for k in range(n):
+            difference = adjoint[k + 1] - adjoint[k]
+            derivative += pmfs[step - 1, k + 1] * difference
+            adjoint[k] += difference * p
+        gradient[step - 1] = derivative
+
+
+@njit(cache=True)
+def recursion_steps(p: np.ndarray, pmfs: np.ndarray) -> None:
+    """Fill ``pmfs`` (N + 1, N + 2, R) with every intermediate pmf of the Bernoullis ``p``
+    (N, R), row by row (:func:`_row_pmfs`)."""
+    for row in range(p.shape[1]):
+        _row_pmfs(p[:, row], pmfs[:, :, row])
 
 
 @njit(cache=True)
 def recursion_gradient(p: np.ndarray, pmfs: np.ndarray, outer: np.ndarray) -> np.ndarray:
-    """d/dp (N, R) of sum_k outer(k) P^N(k), ``outer`` (N + 1, R): the recursion's adjoint
-    A^{n-1}(k) = A^n(k) + p_n (A^n(k+1) - A^n(k)) and d/dp_n = sum_k P^{n-1}(k) (A^n(k+1) -
-    A^n(k)), as in :func:`avvp.poisson_binomial._recursion_gradient`. The adjoint is updated in
-    place, k ascending: A^{n-1}(k) needs A^n(k + 1), which is overwritten only after."""
+    """d/dp (N, R) of sum_k outer(k) P^N(k), ``outer`` (N + 1, R), row by row
+    (:func:`_row_gradient`)."""
     n, rows = p.shape
     adjoint = outer.copy()
     gradient = np.zeros((n, rows))
-    for step in range(n, 0, -1):
-        for k in range(n):
-            for row in range(rows):
-                difference = adjoint[k + 1, row] - adjoint[k, row]
-                gradient[step - 1, row] += pmfs[step - 1, k + 1, row] * difference
-                adjoint[k, row] += difference * p[step - 1, row]
+    for row in range(rows):
+        _row_gradient(p[:, row], pmfs[:, :, row], adjoint[:, row], gradient[:, row])
     return gradient
 
 
@@ -62,21 +83,16 @@ def tail_and_jacobian(
     rows, n = probs.shape
     tails = np.empty(rows, probs.dtype)
     jacobian = np.zeros((rows, n))
-    # One row at a time in scratch that stays in the L1 cache: pmfs[n, 1 + k] = P^n(k), column
-    # 0 the P(-1) = 0 border, as recursion_steps; the adjoint as recursion_gradient.
+    # One row at a time in scratch that stays in the L1 cache.
     pmfs = np.empty((n + 1, n + 2))
     adjoint = np.empty(n + 1)
     low, high, has_nan = np.inf, -np.inf, False
     for row in range(rows):
-        pmfs[0, :] = 0.0
-        pmfs[0, 1] = 1.0
         for step in range(n):
-            success = np.float64(probs[row, step])
-            low, high = min(low, success), max(high, success)
-            has_nan |= np.isnan(success)
-            pmfs[step + 1, 0] = 0.0
-            for k in range(1, n + 2):
-                pmfs[step + 1, k] = pmfs[step, k] * (1.0 - success) + pmfs[step, k - 1] * success
+            value = np.float64(probs[row, step])
+            low, high = min(low, value), max(high, value)
+            has_nan |= np.isnan(value)
+        _row_pmfs(probs[row], pmfs)
         if tau[row] <= 0:
             tails[row] = 1.0  # and a zero Jacobian row
             continue
@@ -86,12 +102,5 @@ def tail_and_jacobian(
             total += pmfs[n, k + 1]
             adjoint[k] = 1.0
         tails[row] = total
-        for step in range(n, 0, -1):
-            success = np.float64(probs[row, step - 1])
-            derivative = 0.0
-            for k in range(n):
-                difference = adjoint[k + 1] - adjoint[k]
-                derivative += pmfs[step - 1, k + 1] * difference
-                adjoint[k] += difference * success
-            jacobian[row, step - 1] = derivative
+        _row_gradient(probs[row], pmfs, adjoint, jacobian[row])
     return tails, jacobian, low, high, has_nan
