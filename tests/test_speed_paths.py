@@ -17,6 +17,7 @@ from avvp.cli import main
 from avvp.config import ConfigError, resolve_config, validate_config
 from avvp.losses import attentive_mil_loss
 from avvp.models.han import HybridAttentionLayer, attend
+from avvp.registry import available
 from avvp.training import trainer
 from avvp.training.trainer import build_model, build_optimizer, check_precision
 
@@ -305,3 +306,17 @@ def test_training_steps_flush_denormals_as_configured(dataset, tmp_path, monkeyp
 def test_flush_denormal_is_validated():
     with pytest.raises(ConfigError, match=r"'train\.flush_denormal' expects bool, got 'sometimes'"):
         resolve_config("han", overrides=["train.flush_denormal=sometimes"])
+
+
+@BF16
+@pytest.mark.parametrize("name", available("model"))
+def test_every_model_pools_in_fp32_under_bf16_autocast(name):
+    """The bf16 contract (README) for every registered model: the encoder's matmuls in bf16,
+    the pooling's probabilities and the features the methods read in fp32."""
+    config = resolve_config("han", overrides=[f"model.name={name}"])
+    model = build_model(config).train()
+    inputs, _ = han_batch(config, videos=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(inputs)
+    dtypes = {value.dtype for value in output.__dict__.values()}
+    assert dtypes == {torch.float32}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 AUDIO, VISUAL = 0, 1
 
@@ -31,3 +31,12 @@ class ParseOutput:
 
     def to(self, device: torch.device | str) -> ParseOutput:
         return ParseOutput(*(value.to(device) for value in self.__dict__.values()))
+
+
+def pool_in_fp32(pooling: nn.Module, encoded: Tensor) -> ParseOutput:
+    """``pooling(encoded)`` with autocast off, on features of at least fp32: under bf16 autocast
+    (train.precision=bf16) a model's encoder runs its matmuls in bf16, while the pooling's
+    softmaxes and the probabilities the losses read stay fp32. Without autocast, the pooling
+    (float64 models stay float64)."""
+    with torch.autocast(encoded.device.type, enabled=False):
+        return pooling(encoded.to(torch.promote_types(encoded.dtype, torch.float32)))

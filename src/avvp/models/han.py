@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avvp.classes import NUM_CLASSES
-from avvp.models.base import ParseOutput
+from avvp.models.base import ParseOutput, pool_in_fp32
 from avvp.registry import create, register
 
 
@@ -261,11 +261,7 @@ class HAN(nn.Module):
         return torch.stack((audio, visual), dim=2)
 
     def forward(self, features: Mapping[str, Tensor]) -> ParseOutput:
-        encoded = self.encode(features)
-        # Under bf16 autocast (train.precision=bf16) the encoder's matmuls run in bf16; the
-        # pooling's softmaxes and the probabilities the losses read stay fp32.
-        with torch.autocast(encoded.device.type, enabled=False):
-            return self.pooling(encoded.float())
+        return pool_in_fp32(self.pooling, self.encode(features))
 
 
 @register("model", "han")

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from avvp.classes import NUM_CLASSES
-from avvp.models.base import ParseOutput
+from avvp.models.base import ParseOutput, pool_in_fp32
 from avvp.models.han import check_feature_shapes
 from avvp.registry import create, register
 
@@ -140,7 +140,7 @@ class PPLNet(nn.Module):
         return torch.stack((audio, visual), dim=2)
 
     def forward(self, features: Mapping[str, Tensor]) -> ParseOutput:
-        return self.pooling(self.encode(features))
+        return pool_in_fp32(self.pooling, self.encode(features))
 
 
 @register("model", "ppl")
